@@ -1,0 +1,215 @@
+"""Close intervals: load readings, call the pure engine, write the ledger.
+
+``settlement_close`` is the one writer. It runs inside one database
+transaction: lock the grid row, claim the run with a conditional UPDATE (so two
+workers never both settle it), claim the unsettled readings with one
+``UPDATE ... RETURNING`` (a reading committed a moment later stays unsettled and
+goes to the next interval: nothing lost, nothing counted twice), settle them
+purely, and post one balanced ledger transaction keyed by grid and interval.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+
+from meters.models import Grid
+from meters.services import grid_mark_settled
+from settlement.domain import GridRules, IntervalSettlement, MeterUsage, settle_interval
+from utility.ledger.models import Account
+from utility.ledger.services import transaction_post
+from utility.lib.timeutil import ensure_utc, format_utc, is_aligned
+
+from .models import RunStatus, SettlementLine, SettlementRun
+
+
+class SettlementRefused(Exception):
+    """The interval cannot be settled now; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    run: SettlementRun
+    settled_now: bool  # False: it was already settled (a no-op)
+
+
+def grid_rules(grid: Grid) -> GridRules:
+    return GridRules(
+        tariff_uk_per_kwh=grid.tariff_uk_per_kwh,
+        fee_fixed_uk=grid.fee_fixed_uk,
+        fee_bp=grid.fee_bp,
+        loss_alert_bp=grid.loss_alert_bp,
+    )
+
+
+def next_open_interval(grid: Grid) -> datetime:
+    return grid.settled_through or grid.started_at
+
+
+def due_intervals(grid: Grid, now: datetime) -> Iterator[datetime]:
+    """Starts of the intervals whose end plus the grace has passed, oldest first."""
+    step = timedelta(seconds=grid.interval_s)
+    grace = timedelta(seconds=grid.settlement_grace_s)
+    start = next_open_interval(grid)
+    while start + step + grace <= now:
+        yield start
+        start += step
+
+
+def _check_interval(grid: Grid, start: datetime, now: datetime) -> None:
+    if not is_aligned(start, grid.interval_s):
+        raise SettlementRefused(f"{format_utc(start)} is not aligned to the grid's {grid.interval_s} s intervals")
+    if start < grid.started_at:
+        raise SettlementRefused(f"{format_utc(start)} is before the grid started ({format_utc(grid.started_at)})")
+    due_at = start + timedelta(seconds=grid.interval_s + grid.settlement_grace_s)
+    if due_at > now:
+        raise SettlementRefused(f"{format_utc(start)} is not due until {format_utc(due_at)} (end plus grace)")
+    open_from = next_open_interval(grid)
+    if start > open_from:
+        raise SettlementRefused(f"earlier interval {format_utc(open_from)} is still open: settle in order")
+
+
+def settlement_close(grid_id: int, interval_start: datetime, now: datetime) -> Closed:
+    """Settle ``[interval_start, +interval_s)`` of a grid exactly once.
+
+    Refuses (``SettlementRefused``) an unaligned, undue or out-of-order interval.
+    An interval already settled is a no-op that returns its run.
+    """
+    interval_start, now = ensure_utc(interval_start), ensure_utc(now)
+    with transaction.atomic():
+        grid = Grid.objects.select_for_update().get(pk=grid_id)
+        interval_end = interval_start + timedelta(seconds=grid.interval_s)
+        existing = SettlementRun.objects.filter(grid=grid, interval_start=interval_start).first()
+        if existing is not None and existing.status == RunStatus.SETTLED:
+            return Closed(existing, settled_now=False)
+        _check_interval(grid, interval_start, now)
+        run, _ = SettlementRun.objects.get_or_create(
+            grid=grid, interval_start=interval_start, defaults={"interval_end": interval_end}
+        )
+        # The claim: only one caller turns this row from open to settled.
+        claimed = SettlementRun.objects.filter(pk=run.pk, status=RunStatus.OPEN).update(
+            status=RunStatus.SETTLED, settled_at=now
+        )
+        if not claimed:
+            run.refresh_from_db()
+            return Closed(run, settled_now=False)
+        carry_in_uk = Account.objects.select_for_update().get(pk=grid.pool_account_id).balance_uk
+        usages, accounts, meter_pks, late_count = _claim_readings(grid, interval_start, interval_end)
+        result = settle_interval(usages, grid_rules(grid), carry_in_uk)
+        txn = _post_ledger(grid, interval_start, result, accounts)
+        _write_lines(run.pk, result, meter_pks)
+        _record_run(run, grid, result, txn, late_count, now)
+        grid_mark_settled(grid.pk, interval_end)
+    return Closed(run, settled_now=True)
+
+
+def _claim_readings(
+    grid: Grid, start: datetime, end: datetime
+) -> tuple[list[MeterUsage], dict[str, int], dict[str, int], int]:
+    """Mark every unsettled reading of the grid up to this interval as settled
+    here, and sum them per meter (late readings join the interval's own)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE meters_reading SET settled_in = %s WHERE settled_in IS NULL AND interval_start < %s "
+            "AND meter_id IN (SELECT id FROM meters_meter WHERE grid_id = %s) "
+            "RETURNING meter_id, import_wh, export_wh, late",
+            [start, end, grid.pk],
+        )
+        rows = cursor.fetchall()
+        cursor.execute("SELECT id, public_id, account_id FROM meters_meter WHERE grid_id = %s", [grid.pk])
+        meters = {pk: (public_id, account_id) for pk, public_id, account_id in cursor.fetchall()}
+    totals: dict[int, list[int]] = {}
+    late_count = 0
+    for meter_pk, import_wh, export_wh, late in rows:
+        total = totals.setdefault(meter_pk, [0, 0])
+        total[0] += import_wh
+        total[1] += export_wh
+        late_count += bool(late)
+    usages = [MeterUsage(meters[pk][0], imp, exp) for pk, (imp, exp) in totals.items()]
+    accounts = {meters[pk][0]: meters[pk][1] for pk in totals}
+    meter_pks = {meters[pk][0]: pk for pk in totals}
+    return usages, accounts, meter_pks, late_count
+
+
+def settlement_key(grid: Grid, interval_start: datetime) -> str:
+    return f"settlement:{grid.slug}:{format_utc(interval_start)}"
+
+
+def _post_ledger(grid: Grid, start: datetime, result: IntervalSettlement, accounts: dict[str, int]):
+    legs = []
+    for line in result.lines:
+        if line.debit_uk:
+            legs.append((accounts[line.meter], -line.debit_uk))
+        if line.credit_uk:
+            legs.append((accounts[line.meter], line.credit_uk))
+    pool_delta_uk = result.carry_out_uk - result.carry_in_uk
+    if pool_delta_uk:
+        legs.append((grid.pool_account_id, pool_delta_uk))
+    if result.fee_uk:
+        legs.append((grid.fee_account_id, result.fee_uk))
+    if not legs:
+        return None
+    return transaction_post(
+        settlement_key(grid, start), "settlement", legs, memo=f"settlement {grid.slug} {format_utc(start)}"
+    ).transaction
+
+
+def _write_lines(run_id: int, result: IntervalSettlement, meter_pks: dict[str, int]) -> None:
+    if connection.vendor == "postgresql":
+        buffer = io.StringIO(
+            "".join(
+                f"{run_id}\t{meter_pks[ln.meter]}\t{ln.import_wh}\t{ln.export_wh}\t{ln.debit_uk}\t{ln.credit_uk}\n"
+                for ln in result.lines
+            )
+        )
+        with connection.cursor() as cursor:
+            cursor.copy_expert(
+                "COPY settlement_settlementline (run_id, meter_id, import_wh, export_wh, debit_uk, credit_uk) "
+                "FROM STDIN",
+                buffer,
+            )
+        return
+    SettlementLine.objects.bulk_create(
+        [
+            SettlementLine(
+                run_id=run_id,
+                meter_id=meter_pks[ln.meter],
+                import_wh=ln.import_wh,
+                export_wh=ln.export_wh,
+                debit_uk=ln.debit_uk,
+                credit_uk=ln.credit_uk,
+            )
+            for ln in result.lines
+        ],
+        batch_size=2000,
+    )
+
+
+def _record_run(run: SettlementRun, grid: Grid, result: IntervalSettlement, txn, late_count: int, now) -> None:
+    run.tariff_uk_per_kwh = grid.tariff_uk_per_kwh
+    run.carry_in_uk = result.carry_in_uk
+    run.pool_uk = result.pool_uk
+    run.fee_uk = result.fee_uk
+    run.credited_uk = result.credited_uk
+    run.carry_out_uk = result.carry_out_uk
+    run.import_wh = result.import_wh
+    run.export_wh = result.export_wh
+    run.loss_wh = result.loss_wh
+    run.loss_bp = result.loss_bp
+    run.alerts = list(result.alerts)
+    run.meter_count = len(result.lines)
+    run.late_reading_count = late_count
+    run.transaction = txn
+    run.status = RunStatus.SETTLED
+    run.settled_at = now
+    run.save()
+
+
+def grid_settle_due(grid_id: int, now: datetime) -> list[Closed]:
+    """Settle every due interval of one grid, oldest first."""
+    grid = Grid.objects.get(pk=grid_id)
+    return [settlement_close(grid.pk, start, now) for start in due_intervals(grid, now)]

@@ -1,0 +1,1 @@
+"""Residents are Django users; their coin wallet lives in the ledger."""
