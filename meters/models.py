@@ -68,6 +68,17 @@ class Meter(models.Model):
     secret_sealed = models.TextField()
     secret_hash = models.CharField(max_length=200)
     active = models.BooleanField(default=True)
+    # Operators mark meters that must never be cut (a clinic, a street light).
+    never_disconnect = models.BooleanField(default=False)
+    # Ingest state: the last accepted reading, so verification needs no scan.
+    last_seq = models.BigIntegerField(null=True, blank=True)
+    last_interval_start = models.DateTimeField(null=True, blank=True)
+    last_import_total_wh = models.BigIntegerField(null=True, blank=True)
+    last_export_total_wh = models.BigIntegerField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Decisions: the last seq issued, and the state the meter was last told.
+    decision_seq = models.BigIntegerField(default=0)
+    supply_state = models.CharField(max_length=10, default="connect")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -105,3 +116,47 @@ class Reading(models.Model):
             ),
             models.Index(fields=["meter", "-interval_start"], name="reading_meter_recent"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} @ {self.interval_start:%Y-%m-%d %H:%M}Z"
+
+
+class RejectedReading(models.Model):
+    """A message the ingest refused, kept (bounded) for operators to see."""
+
+    topic = models.CharField(max_length=200)
+    grid_slug = models.CharField(max_length=40, blank=True)
+    meter_public_id = models.CharField(max_length=40, blank=True, db_index=True)
+    seq = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=40, db_index=True)
+    detail = models.CharField(max_length=300, blank=True)
+    payload = models.TextField(help_text="Truncated to 4 KiB")
+    received_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.topic}"
+
+
+class DecisionState(models.TextChoices):
+    CONNECT = "connect", "Connect"
+    DISCONNECT = "disconnect", "Disconnect"
+
+
+class MeterDecision(models.Model):
+    """Every decision sent to a meter: who or what decided, why, and when."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="decisions")
+    seq = models.BigIntegerField()
+    state = models.CharField(max_length=10, choices=DecisionState.choices)
+    reason = models.CharField(max_length=60)
+    balance_uk = models.BigIntegerField()
+    issued_at = models.DateTimeField()
+    issued_by = models.CharField(max_length=150, default="system", help_text="operator username or 'system'")
+    payload = models.JSONField(help_text="The signed message as published")
+    published = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["meter", "seq"], name="one_decision_per_meter_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} #{self.seq} {self.state} ({self.reason})"
