@@ -16,3 +16,20 @@ def django_db_setup(django_db_setup, django_db_blocker):
     if IN_CI and connection.vendor != "postgresql":
         pytest.exit("CI=true but the tests are not on PostgreSQL: set DATABASE_URL", returncode=3)
     yield
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    """A real Mosquitto 2.0 on a free port with generated credentials (see
+    ``meters/tests/mosquitto.py``); call ``sync_credentials()`` after adding
+    meters. Fails, never skips, when the broker cannot start."""
+    from meters.tests.mosquitto import MosquittoProcess
+
+    broker = MosquittoProcess(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        broker.start()
+    except RuntimeError as exc:
+        broker.kill()
+        pytest.fail(f"cannot start the test Mosquitto: {exc}", pytrace=False)
+    yield broker
+    broker.kill()

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "utility.residents",
     "meters",
     "settlement",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -102,7 +103,7 @@ ASGI_APPLICATION = "utility.asgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'commonwatt.sqlite3'}"),
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'commonwatt.sqlite3'}",
         conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
     )
 }
@@ -110,6 +111,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded default: several threads (web, ingest, settlement) share one
     # file; wait for the writer instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

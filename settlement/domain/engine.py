@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from functools import partial
+from itertools import compress
+from operator import itemgetter
+from typing import NamedTuple, NoReturn
 
 from utility.lib.money import div_round_half_up, ratio_split
 
@@ -83,20 +86,59 @@ class IntervalSettlement:
     alerts: tuple[str, ...]
 
 
-def _validated(usages: Iterable[MeterUsage]) -> list[MeterUsage]:
-    checked = []
+_BY_METER = itemgetter(0)
+_IMPORT = itemgetter(1)
+_EXPORT = itemgetter(2)
+# ``tuple.__new__`` bound to the line class builds a NamedTuple in C; calling
+# ``SettlementLine(...)`` goes through a Python-level ``__new__`` and costs
+# about a third of the whole settlement at 100,000 meters.
+_line_from_fields = partial(tuple.__new__, SettlementLine)
+
+
+def _columns(usages: Iterable[MeterUsage]) -> tuple[list[str], list[int], list[int]]:
+    """Validate the usages and return their columns sorted by meter id.
+
+    The checks run column-wise in C (``map``, ``set``, ``min``) because a
+    Python-level loop over each usage would cost more than the settlement
+    itself; only when a check fails does ``_refuse`` look for the culprit.
+    """
+    rows = list(usages)
+    if not set(map(type, rows)) <= {MeterUsage}:
+        raise ValueError("usages must be MeterUsage(meter, import_wh, export_wh) tuples")
+    meter_ids = list(map(_BY_METER, rows))
+    if not set(map(type, meter_ids)) <= {str} or "" in meter_ids:
+        _refuse(rows)
+    if len(set(meter_ids)) != len(meter_ids):
+        _refuse(rows)
+    # Exact type checks: bool is an int subclass and a float may hide a
+    # fraction of a Wh; neither is energy here.
+    imports = list(map(_IMPORT, rows))
+    exports = list(map(_EXPORT, rows))
+    if rows and (
+        not set(map(type, imports)) <= {int}
+        or not set(map(type, exports)) <= {int}
+        or min(imports) < 0
+        or min(exports) < 0
+    ):
+        _refuse(rows)
+    rows.sort(key=_BY_METER)
+    return list(map(_BY_METER, rows)), list(map(_IMPORT, rows)), list(map(_EXPORT, rows))
+
+
+def _refuse(rows: list[MeterUsage]) -> NoReturn:
+    """Raise ``ValueError`` naming the first bad usage (the slow, clear path)."""
     seen: set[str] = set()
-    for usage in usages:
-        if usage.meter in seen:
-            raise ValueError(f"meter {usage.meter!r} appears twice in one interval")
-        seen.add(usage.meter)
-        if type(usage.import_wh) is not int or type(usage.export_wh) is not int:
-            raise ValueError(f"meter {usage.meter!r}: energy must be integer Wh")
-        if usage.import_wh < 0 or usage.export_wh < 0:
-            raise ValueError(f"meter {usage.meter!r}: energy cannot be negative")
-        checked.append(usage)
-    checked.sort(key=lambda usage: usage.meter)
-    return checked
+    for meter, import_wh, export_wh in rows:
+        if type(meter) is not str or not meter:
+            raise ValueError(f"meter id must be a non-empty string, got {meter!r}")
+        if meter in seen:
+            raise ValueError(f"meter {meter!r} appears twice in one interval")
+        seen.add(meter)
+        if type(import_wh) is not int or type(export_wh) is not int:
+            raise ValueError(f"meter {meter!r}: energy must be integer Wh")
+        if import_wh < 0 or export_wh < 0:
+            raise ValueError(f"meter {meter!r}: energy cannot be negative")
+    raise AssertionError("_refuse called on valid usages")
 
 
 def _alerts(import_wh: int, export_wh: int, loss_bp: int | None, rules: GridRules) -> tuple[str, ...]:
@@ -113,44 +155,40 @@ def _alerts(import_wh: int, export_wh: int, loss_bp: int | None, rules: GridRule
 def settle_interval(usages: Iterable[MeterUsage], rules: GridRules, carry_in_uk: int = 0) -> IntervalSettlement:
     """Settle one interval: debits, the utility fee, credits, loss and alerts.
 
-    ``carry_in_uk`` is what the pool held from earlier intervals with no
+    ``carry_in_uk`` (µk) is what the pool held from earlier intervals with no
     export. Lines come back sorted by meter id; the result is the same for any
-    order of ``usages``. Raises ``ValueError`` on negative or non-integer input.
+    order of ``usages``. Raises ``ValueError`` on a duplicate or empty meter
+    id and on negative or non-integer energy (bool and float included).
+    Invariant, asserted: ``credited_uk + fee_uk + carry_out_uk == pool_uk``.
     """
     if type(carry_in_uk) is not int or carry_in_uk < 0:
         raise ValueError("carry_in_uk must be a non-negative integer")
-    meters = _validated(usages)
-    tariff = rules.tariff_uk_per_kwh
-    debits = [div_round_half_up(u.import_wh * tariff, 1000) for u in meters]
+    meter_ids, imports, exports = _columns(usages)
+    # round_half_up(import_wh * tariff / 1000) = floor((2 * import_wh * tariff + 1000) / 2000),
+    # written inline: a function call per meter would double the cost of this line.
+    twice_tariff = 2 * rules.tariff_uk_per_kwh
+    debits = [(import_wh * twice_tariff + 1000) // 2000 for import_wh in imports]
     pool_uk = carry_in_uk + sum(debits)
     fee_uk = min(pool_uk, rules.fee_fixed_uk + div_round_half_up(pool_uk * rules.fee_bp, 10_000))
     distributable_uk = pool_uk - fee_uk
 
-    import_wh = sum(u.import_wh for u in meters)
-    export_wh = sum(u.export_wh for u in meters)
-    credits = [0] * len(meters)
+    import_wh = sum(imports)
+    export_wh = sum(exports)
+    credits = [0] * len(meter_ids)
     if export_wh > 0:
-        exporters = [i for i, u in enumerate(meters) if u.export_wh > 0]
-        shares = ratio_split(
-            distributable_uk,
-            [meters[i].export_wh for i in exporters],
-            [meters[i].meter for i in exporters],
-        )
+        # Energy is validated non-negative, so "truthy" means "exported something".
+        exporters = list(compress(range(len(meter_ids)), exports))
+        shares = ratio_split(distributable_uk, list(compress(exports, exports)), list(compress(meter_ids, exports)))
         for index, share in zip(exporters, shares, strict=True):
             credits[index] = share
     credited_uk = sum(credits)
     carry_out_uk = pool_uk - fee_uk - credited_uk
 
     loss_wh = export_wh - import_wh
-    loss_bp = div_round_half_up(abs(loss_wh) * 10_000, export_wh) if export_wh > 0 else None
-    if loss_bp is not None and loss_wh < 0:
-        loss_bp = -loss_bp
-    lines = tuple(
-        SettlementLine(u.meter, u.import_wh, u.export_wh, debit, credit)
-        for u, debit, credit in zip(meters, debits, credits, strict=True)
-    )
+    loss_bp = _loss_bp(loss_wh, export_wh)
+    lines = tuple(map(_line_from_fields, zip(meter_ids, imports, exports, debits, credits, strict=True)))
     assert credited_uk + fee_uk + carry_out_uk == pool_uk, "settlement does not balance"
-    assert carry_out_uk == (distributable_uk if export_wh == 0 else 0)
+    assert carry_out_uk == (distributable_uk if export_wh == 0 else 0), "carry only when nothing was exported"
     return IntervalSettlement(
         lines=lines,
         carry_in_uk=carry_in_uk,
@@ -164,3 +202,15 @@ def settle_interval(usages: Iterable[MeterUsage], rules: GridRules, carry_in_uk:
         loss_bp=loss_bp,
         alerts=_alerts(import_wh, export_wh, loss_bp, rules),
     )
+
+
+def _loss_bp(loss_wh: int, export_wh: int) -> int | None:
+    """Loss as basis points of the export, rounded half away from zero
+    (``Decimal``'s ROUND_HALF_UP); ``None`` when nothing was exported.
+
+    A negative loss (import above export) keeps its sign: -0.5 bp is -1.
+    """
+    if export_wh == 0:
+        return None
+    magnitude_bp = div_round_half_up(abs(loss_wh) * 10_000, export_wh)
+    return -magnitude_bp if loss_wh < 0 else magnitude_bp

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Sum
 
-from .models import Account, Entry
+from .models import Account, Entry, Transaction
 
 
 def account_balance(account_id: int) -> int:
@@ -52,3 +52,19 @@ def ledger_problems() -> list[LedgerProblem]:
         for code, cached, derived in cursor.fetchall():
             problems.append(LedgerProblem("balance_mismatch", f"{code}: cached {cached} µk, entries say {derived} µk"))
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSize:
+    accounts: int
+    transactions: int
+    entries: int
+
+
+def ledger_size() -> LedgerSize:
+    """How many accounts, transactions and entries the books hold."""
+    return LedgerSize(
+        accounts=Account.objects.count(),
+        transactions=Transaction.objects.count(),
+        entries=Entry.objects.count(),
+    )

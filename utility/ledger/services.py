@@ -113,9 +113,14 @@ def _lock_accounts(account_ids: list[int]) -> dict[int, tuple[str, int]]:
 
 def _check_floors(locked: dict[int, tuple[str, int]], deltas: dict[int, int], floors: Mapping[int, int]) -> None:
     for account_id, floor_uk in floors.items():
+        delta_uk = deltas.get(account_id, 0)
+        # Only a debit can break a floor: an account this movement does not
+        # touch, or credits (a top-up paying off debt past the limit), passes.
+        if delta_uk >= 0:
+            continue
         code, balance_uk = locked[account_id]
-        if balance_uk + deltas.get(account_id, 0) < floor_uk:
-            raise InsufficientFunds(code, balance_uk - floor_uk, -deltas.get(account_id, 0))
+        if balance_uk + delta_uk < floor_uk:
+            raise InsufficientFunds(code, balance_uk - floor_uk, -delta_uk)
 
 
 def _write_entries(transaction_id: int, legs: Sequence[tuple[int, int]]) -> None:

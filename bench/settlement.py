@@ -1,0 +1,368 @@
+"""Benchmark: settle one interval for 1,000 to 1,000,000 meters (10 % producers).
+
+    python -m bench.settlement [--sizes 1000,10000,100000,1000000]
+                               [--skip-service-above N] [--db NAME] [--results bench/RESULTS.md]
+
+For each size it times (a) the pure ``settle_interval`` alone and (b) the full
+``settlement_close`` on PostgreSQL: claim the readings, settle, post the ledger
+transaction (row locks, COPY of the entries, balance update), write the lines,
+record the run, and commit (when the deferred zero-sum and foreign-key checks
+run). Beside the figures it prints the raw limit they compare against (COPY
+rows/s measured in the same run) and the time per meter, so linear growth can
+be read off. After each service run it checks the books: no unbalanced
+transaction, a zero global sum, every cached balance equal to its entries, and
+the interval's own numbers (pool = fee + credits + carry). A benchmark that
+produced wrong books would be worthless, so it exits non-zero then.
+
+It runs in its own database (default ``commonwatt_bench`` on the server of
+``$DATABASE_URL``), dropped and created on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.common import (
+    DEFAULT_BENCH_DB,
+    Progress,
+    bench_database_create,
+    copy_rows,
+    copy_speed_measure,
+    fmt_rate,
+    fmt_s,
+    machine_description,
+    step,
+    table_markdown,
+    table_print,
+)
+
+DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+PRODUCER_EVERY = 10  # 10 % of the meters export
+START = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
+
+
+@dataclass
+class SizeResult:
+    size: int
+    pure_s: float
+    service_s: float | None = None
+    steps: dict[str, float] = field(default_factory=dict)
+    rows_written: int = 0
+
+
+def fleet_energy(size: int) -> list[tuple[int, int]]:
+    """``(import_wh, export_wh)`` per meter, seeded so every run is the same:
+    every tenth meter a producer (0.5-30 kWh out), the rest consumers (50 Wh-3 kWh in)."""
+    rng = random.Random(size)
+    return [
+        (0, rng.randint(500, 30_000)) if i % PRODUCER_EVERY == 0 else (rng.randint(50, 3_000), 0)
+        for i in range(size)
+    ]
+
+
+def meter_public_id(size: int, index: int) -> str:
+    return f"S{size}-{index:07d}"
+
+
+def pure_time(size: int, energy: list[tuple[int, int]]) -> float:
+    """Best of a few runs of ``settle_interval`` (one run above 100,000 meters)."""
+    from settlement.domain import GridRules, MeterUsage, settle_interval
+
+    usages = [MeterUsage(meter_public_id(size, i), imp, exp) for i, (imp, exp) in enumerate(energy)]
+    rules = GridRules()
+    repeats = 5 if size <= 10_000 else 3 if size <= 100_000 else 1
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        settle_interval(usages, rules, 0)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _reserve_ids(cursor, table: str, count: int) -> int:
+    """Take ``count`` consecutive ids from the table's sequence (the bench
+    database has no other writer); returns the first."""
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+    (sequence,) = cursor.fetchone()
+    cursor.execute("SELECT setval(%s, nextval(%s) + %s - 1)", [sequence, sequence, count])
+    (last,) = cursor.fetchone()
+    return last - count + 1
+
+
+def fleet_load(size: int, energy: list[tuple[int, int]]):
+    """Create a grid of ``size`` meters with one reading each for ``START``,
+    by COPY (accounts, meters, readings), and ANALYZE as autovacuum would."""
+    from django.db import connection, transaction
+
+    from meters.services import grid_create
+
+    grid = grid_create(f"bench-{size}", f"Benchmark grid, {size:,} meters", now=START)
+    stamp = "2026-01-05 11:05:00+00"
+    with transaction.atomic(), connection.cursor() as cursor:
+        first_account = _reserve_ids(cursor, "ledger_account", size)
+        first_meter = _reserve_ids(cursor, "meters_meter", size)
+        copy_rows(
+            cursor,
+            "ledger_account",
+            ("id", "code", "kind", "balance_uk", "created_at"),
+            (f"{first_account + i}\tmeter:{meter_public_id(size, i)}\tmeter\t0\t{stamp}\n" for i in range(size)),
+            size,
+            f"load {size:,} accounts (COPY)",
+        )
+        copy_rows(
+            cursor,
+            "meters_meter",
+            (
+                "id", "grid_id", "public_id", "kind", "public", "label", "account_id", "secret_sealed",
+                "secret_hash", "active", "never_disconnect", "decision_seq", "supply_state", "created_at",
+            ),
+            (
+                f"{first_meter + i}\t{grid.pk}\t{meter_public_id(size, i)}\t"
+                f"{'producer' if i % PRODUCER_EVERY == 0 else 'consumer'}\tf\t\t{first_account + i}\t"
+                f"bench\tbench\tt\tf\t0\tconnect\t{stamp}\n"
+                for i in range(size)
+            ),
+            size,
+            f"load {size:,} meters (COPY)",
+        )
+        copy_rows(
+            cursor,
+            "meters_reading",
+            (
+                "meter_id", "interval_start", "import_wh", "export_wh", "import_total_wh", "export_total_wh",
+                "seq", "received_at", "late",
+            ),
+            (
+                f"{first_meter + i}\t2026-01-05 10:00:00+00\t{imp}\t{exp}\t{imp}\t{exp}\t1\t{stamp}\tf\n"
+                for i, (imp, exp) in enumerate(energy)
+            ),
+            size,
+            f"load {size:,} readings (COPY)",
+        )  # fmt: skip
+    with step("ANALYZE"), connection.cursor() as cursor:
+        cursor.execute("ANALYZE ledger_account, meters_meter, meters_reading, ledger_entry, settlement_settlementline")
+    return grid
+
+
+# The steps of settlement_close, timed by wrapping the module-level functions
+# it calls (the service itself carries no timing code). "commit" is the time
+# from the last step to the end of the database transaction: the deferred
+# zero-sum trigger and the deferred foreign-key checks run there.
+STEPS = (
+    ("settlement.services", "_claim_readings", "claim readings"),
+    ("settlement.services", "settle_interval", "settle (pure)"),
+    ("utility.ledger.services", "_lock_accounts", "  lock accounts"),
+    ("utility.ledger.services", "_write_entries", "  COPY entries"),
+    ("utility.ledger.services", "_apply_deltas", "  update balances"),
+    ("settlement.services", "_post_ledger", "post ledger"),
+    ("settlement.services", "_write_lines", "COPY lines"),
+    ("settlement.services", "_record_run", "record run"),
+)
+
+
+def _instrument(timings: dict[str, float]) -> Callable[[], None]:
+    """Wrap each step to add its seconds to ``timings``; returns the undo."""
+    import importlib
+
+    from django.db import transaction
+
+    undo = []
+    for module_name, name, label in STEPS:
+        module = importlib.import_module(module_name)
+        original = getattr(module, name, None)
+        if original is None:
+            continue
+
+        def timed(*args, _original=original, _label=label, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                timings[_label] = timings.get(_label, 0.0) + time.perf_counter() - started
+                timings["_last_step_end"] = time.perf_counter()
+
+        setattr(module, name, timed)
+        undo.append((module, name, original))
+
+    services = importlib.import_module("settlement.services")
+    original_mark = services.grid_mark_settled
+
+    def mark(*args, **kwargs):
+        result = original_mark(*args, **kwargs)
+        body_end = time.perf_counter()
+        transaction.on_commit(lambda: timings.__setitem__("commit", time.perf_counter() - body_end))
+        return result
+
+    services.grid_mark_settled = mark
+    undo.append((services, "grid_mark_settled", original_mark))
+
+    def restore() -> None:
+        for module, name, original in undo:
+            setattr(module, name, original)
+
+    return restore
+
+
+def service_time(grid, size: int) -> SizeResult:
+    from settlement.services import settlement_close
+
+    timings: dict[str, float] = {}
+    restore = _instrument(timings)
+    progress = Progress(f"settlement_close {size:,} meters", 1)
+    try:
+        started = time.perf_counter()
+        closed = settlement_close(grid.pk, START, now=START + dt.timedelta(hours=2))
+        elapsed = time.perf_counter() - started
+    finally:
+        restore()
+        progress.finish()
+    if not closed.settled_now or closed.run.meter_count != size:
+        raise SystemExit(f"settlement of {size:,} meters did not settle them all: {closed}")
+    timings.pop("_last_step_end", None)
+    result = SizeResult(size, pure_s=0.0, service_s=elapsed, steps=timings)
+    return result
+
+
+def books_verify(grid, size: int) -> None:
+    """Exit non-zero unless the books are right (globally and for this run)."""
+    from django.db import connection
+
+    from settlement.models import SettlementRun
+    from utility.ledger.selectors import ledger_problems
+
+    with step(f"verify the books ({size:,} meters)"):
+        problems = ledger_problems()
+        run = SettlementRun.objects.get(grid=grid, interval_start=START)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), COALESCE(sum(debit_uk), 0), COALESCE(sum(credit_uk), 0) "
+                "FROM settlement_settlementline WHERE run_id = %s",
+                [run.pk],
+            )
+            lines, debits, credits = cursor.fetchone()
+            cursor.execute("SELECT count(*), COALESCE(sum(amount_uk), 0) FROM ledger_entry WHERE transaction_id = %s",
+                           [run.transaction_id])  # fmt: skip
+            entries, entry_sum = cursor.fetchone()
+    wrong = [f"{p.what}: {p.detail}" for p in problems]
+    if lines != size:
+        wrong.append(f"{lines} lines for {size} meters")
+    if debits != run.pool_uk - run.carry_in_uk or credits + run.fee_uk + run.carry_out_uk != run.pool_uk:
+        wrong.append(f"run does not balance: debits {debits}, credits {credits}, pool {run.pool_uk}, fee {run.fee_uk}")
+    if entry_sum != 0 or entries == 0:
+        wrong.append(f"settlement transaction: {entries} entries summing to {entry_sum}")
+    if wrong:
+        raise SystemExit("WRONG BOOKS after the benchmark:\n  " + "\n  ".join(wrong))
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not sizes or any(size < 10 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be at least 10 meters")
+    return sorted(set(sizes))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.settlement", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES), help="meter counts (default: %(default)s)")
+    parser.add_argument(
+        "--skip-service-above", type=int, default=None, metavar="N", help="time only the pure function above N meters"
+    )
+    parser.add_argument("--db", default=DEFAULT_BENCH_DB, help="database to drop, create and use (default: %(default)s)")
+    parser.add_argument("--results", type=Path, default=None, help="also write the table as markdown to this file")
+    parser.add_argument("--no-steps", action="store_true", help="do not print the per-step breakdown")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    bench_database_create(args.db)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        copy = copy_speed_measure(cursor, min(max(args.sizes), 1_000_000))
+        cursor.execute("SHOW server_version")
+        (pg_version,) = cursor.fetchone()
+    results = []
+    for size in args.sizes:
+        with step(f"fleet of {size:,} meters (Python)"):
+            energy = fleet_energy(size)
+        with step(f"pure settle_interval {size:,}"):
+            pure_s = pure_time(size, energy)
+        result = SizeResult(size, pure_s)
+        if args.skip_service_above is None or size <= args.skip_service_above:
+            grid = fleet_load(size, energy)
+            measured = service_time(grid, size)
+            result.service_s, result.steps = measured.service_s, measured.steps
+            books_verify(grid, size)
+        results.append(result)
+    machine = f"{machine_description()}, PostgreSQL {pg_version}"
+    _report(results, copy, machine, args)
+    return 0
+
+
+def _report(results: list[SizeResult], copy, machine: str, args) -> None:
+    today = dt.date.today().isoformat()
+    headers = ("meters", "pure s", "pure meters/s", "service s", "service meters/s", "service µs/meter",
+               "raw COPY rows/s", "date", "machine")  # fmt: skip
+    rows = [
+        (
+            f"{r.size:,}",
+            fmt_s(r.pure_s),
+            fmt_rate(r.size / r.pure_s),
+            fmt_s(r.service_s) if r.service_s is not None else "skipped",
+            fmt_rate(r.size / r.service_s) if r.service_s else "-",
+            f"{1e6 * r.service_s / r.size:.1f}" if r.service_s else "-",
+            fmt_rate(copy.temp_rows_per_s),
+            today,
+            machine,
+        )
+        for r in results
+    ]
+    print()
+    print("Settlement of one interval, 10 % producers")
+    table_print(headers[:-2], [row[:-2] for row in rows])
+    print(f"raw limit: COPY {fmt_rate(copy.temp_rows_per_s)} rows/s into a temp table, "
+          f"{fmt_rate(copy.logged_rows_per_s)} rows/s into an indexed logged table")  # fmt: skip
+    print(f"pure µs/meter: {', '.join(f'{r.size:,}: {1e6 * r.pure_s / r.size:.2f}' for r in results)}")
+    print(f"machine: {machine}")
+    _report_steps(results, args)
+    if args.results is not None:
+        text = (
+            "# Settlement benchmark\n\n"
+            "`python -m bench.settlement` — one interval, 10 % producers; *service* is the full "
+            "`settlement_close` on PostgreSQL (claim readings, settle, ledger transaction with row locks, "
+            "COPY of entries and lines, balances, commit with the deferred checks).\n\n"
+            + table_markdown(headers, rows)
+        )
+        args.results.write_text(text)
+        print(f"written to {args.results}")
+
+
+def _report_steps(results: list[SizeResult], args) -> None:
+    measured = [r for r in results if r.service_s is not None]
+    if args.no_steps or not measured:
+        return
+    labels = [label for _, _, label in STEPS] + ["commit"]
+    rows = []
+    for label in labels:
+        if any(label in r.steps for r in measured):
+            rows.append((label, *(fmt_s(r.steps.get(label, 0.0)) for r in measured)))
+    accounted = {r.size: sum(v for k, v in r.steps.items() if not k.startswith("  ")) for r in measured}
+    rows.append(("other", *(fmt_s(r.service_s - accounted[r.size]) for r in measured)))
+    rows.append(("total", *(fmt_s(r.service_s) for r in measured)))
+    print("\nsettlement_close, seconds per step")
+    table_print(("step", *(f"{r.size:,}" for r in measured)), rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

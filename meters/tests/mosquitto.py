@@ -1,0 +1,229 @@
+"""A real Mosquitto 2.0 for the tests: own port, own workdir, generated credentials.
+
+``MosquittoProcess`` runs ``mosquitto -c <workdir>/mosquitto.conf`` with the
+config, password file and ACL that ``meters.broker`` generates (the same text
+``manage.py mosquitto_config`` writes), ``allow_anonymous false`` and
+persistence in the workdir. The root ``conftest.py`` exposes one started
+instance per test session as the ``mosquitto`` fixture.
+
+A missing ``mosquitto`` binary or a broker that does not come up fails the
+test (never a skip): these tests are the proof that the broker enforces the
+ACL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from meters.broker import broker_files_write, mosquitto_conf_text, password_file_lines, acl_text
+from meters.credentials import mosquitto_hash
+
+MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
+START_TIMEOUT_S = 10.0
+
+
+def mosquitto_binary() -> str:
+    """Path of the ``mosquitto`` executable (``MOSQUITTO_BIN`` wins); fails loudly if absent."""
+    candidates = [os.environ.get("MOSQUITTO_BIN", ""), shutil.which("mosquitto") or "", *MOSQUITTO_CANDIDATES]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError(
+        "mosquitto (2.0) is not installed: the MQTT tests need a real broker "
+        "(apt-get install mosquitto, or set MOSQUITTO_BIN)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def connack_code(
+    host: str, port: int, username: str, password: str, *, client_id: str = "", timeout_s: float = 5.0
+) -> int:
+    """Connect once with MQTT v5 and return the CONNACK reason code (0 = success).
+
+    Raises ``TimeoutError`` when no CONNACK arrives (broker down).
+    """
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{uuid.uuid4().hex[:10]}", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(username, password)
+    result: list[int] = []
+    done = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        result.append(reason_code.value)
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError as exc:
+        raise TimeoutError(f"cannot reach mosquitto at {host}:{port}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not done.wait(timeout_s):
+            raise TimeoutError(f"no CONNACK from {host}:{port} within {timeout_s} s")
+        return result[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class MosquittoProcess:
+    """One Mosquitto broker on ``127.0.0.1:<port>`` with its files in ``workdir``.
+
+    ``backend_username``/``backend_password`` may read and write every topic;
+    meters get in after ``sync_credentials()`` with their public id and secret.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path | None = None, *, port: int | None = None, backend_username: str = "backend"):
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cw-mosquitto-"))
+        self.port = port or free_port()
+        self.backend_username = backend_username
+        self.backend_password = secrets.token_urlsafe(18)
+        self._backend_hash = mosquitto_hash(self.backend_password)
+        self.binary = mosquitto_binary()
+        self.process: subprocess.Popen | None = None
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.conf_file = self.workdir / "mosquitto.conf"
+        self.log_file = self.workdir / "mosquitto.log"
+        self._write_initial_files()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.backend_username}:{self.backend_password}@{self.host}:{self.port}"
+
+    def _write_initial_files(self) -> None:
+        # Only the backend user until sync_credentials() reads the registry:
+        # starting the broker needs no database.
+        (self.workdir / "passwd").write_text(
+            "\n".join(password_file_lines(self.backend_username, self._backend_hash, [])) + "\n"
+        )
+        (self.workdir / "passwd").chmod(0o600)
+        (self.workdir / "acl").write_text(acl_text(self.backend_username))
+        self.conf_file.write_text(
+            mosquitto_conf_text(
+                password_file=str(self.workdir / "passwd"),
+                acl_file=str(self.workdir / "acl"),
+                persistence_location=str(self.workdir / "data"),
+                port=self.port,
+                bind_address=self.host,
+                log_file=str(self.log_file),
+                # As root, Mosquitto would switch to the 'mosquitto' user, which
+                # cannot read a 0600 password file in a root-owned temp dir.
+                run_as_root=os.geteuid() == 0,
+            )
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> MosquittoProcess:
+        """Start the broker (same port, same persistence) and wait until the
+        backend can log in; raises ``RuntimeError`` with the log tail if not."""
+        if self.is_running():
+            return self
+        stderr = open(self.workdir / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen([self.binary, "-c", str(self.conf_file)], stdout=stderr, stderr=stderr)
+        stderr.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                code = connack_code(self.host, self.port, self.backend_username, self.backend_password, timeout_s=2)
+            except TimeoutError:
+                time.sleep(0.05)
+                continue
+            if code != 0:
+                raise RuntimeError(f"backend login refused by the test broker (reason {code}):\n{self.log_tail()}")
+            return self
+        self.kill()
+        raise RuntimeError(f"mosquitto did not come up on port {self.port}:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop (SIGTERM): Mosquitto saves its persistence file."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout_s)
+        self.process = None
+
+    def kill(self) -> None:
+        """Hard stop (SIGKILL): whatever was not yet saved is lost, like a crash."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> MosquittoProcess:
+        self.stop()
+        return self.start()
+
+    # -- credentials -----------------------------------------------------------
+
+    def sync_credentials(self, timeout_s: float = 10.0) -> None:
+        """Regenerate passwd and acl from the meter registry (needs the
+        database) and reload Mosquitto with SIGHUP; returns once the broker has
+        reloaded (its log says so and it answers the backend again)."""
+        broker_files_write(self.workdir, self.backend_username, self._backend_hash)
+        if not self.is_running():
+            return
+        before = self._reload_count()
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout_s
+        while self._reload_count() == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not reload within {timeout_s} s:\n{self.log_tail()}")
+            time.sleep(0.02)
+        # Mosquitto is single-threaded: a login answered after the log line was
+        # written is handled after the reload finished.
+        code = connack_code(self.host, self.port, self.backend_username, self.backend_password)
+        if code != 0:
+            raise RuntimeError(f"backend login refused after reload (reason {code}):\n{self.log_tail()}")
+
+    def _reload_count(self) -> int:
+        try:
+            return self.log_file.read_text(errors="replace").count("Reloading config")
+        except FileNotFoundError:
+            return 0
+
+    def log_tail(self, lines: int = 30) -> str:
+        texts = []
+        for path in (self.log_file, self.workdir / "stderr.log"):
+            with contextlib.suppress(FileNotFoundError):
+                texts.append("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(texts) or "(no log)"
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
