@@ -38,9 +38,9 @@ def _check_rules(rules: dict[str, int]) -> None:
     interval_s = rules.get("interval_s", 3600)
     if "interval_s" not in errors and (interval_s < 60 or 86_400 % interval_s):
         errors["interval_s"] = "must be at least 60 and divide a day (86400 s) so intervals align to UTC"
-    if rules.get("fee_bp", 0) > 10_000:
+    if "fee_bp" not in errors and rules.get("fee_bp", 0) > 10_000:
         errors["fee_bp"] = "cannot exceed 10000 (100 %)"
-    if rules.get("coin_price_cents", 1) < 1:
+    if "coin_price_cents" not in errors and rules.get("coin_price_cents", 1) < 1:
         errors["coin_price_cents"] = "must be at least 1 cent"
     if errors:
         raise ValidationError(errors)
@@ -53,15 +53,11 @@ def grid_create(slug: str, name: str, now: datetime, **rules: int) -> Grid:
     _check_rules(rules)
     if Grid.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"grid {slug!r} already exists"})
-    grid = Grid(
-        slug=slug,
-        name=name or slug,
-        started_at=interval_floor(now, rules.get("interval_s", 3600)),
-        pool_account=account_ensure(f"pool:{slug}", AccountKind.POOL),
-        fee_account=account_ensure(f"fee:{slug}", AccountKind.FEE),
-        **rules,
-    )
-    grid.full_clean()
+    grid = Grid(slug=slug, name=name or slug, started_at=interval_floor(now, rules.get("interval_s", 3600)), **rules)
+    # Validate before opening the accounts, whose codes embed the slug.
+    grid.full_clean(exclude=["pool_account", "fee_account"])
+    grid.pool_account = account_ensure(f"pool:{slug}", AccountKind.POOL)
+    grid.fee_account = account_ensure(f"fee:{slug}", AccountKind.FEE)
     grid.save()
     return grid
 
@@ -116,8 +112,9 @@ def meter_add(
         secret_sealed=secret_seal(secret, public_id),
         secret_hash=mosquitto_hash(secret),
     )
+    # Validate before opening the account, whose code embeds the meter id.
+    meter.full_clean(exclude=["account"])
     meter.account = account_ensure(f"meter:{public_id}", AccountKind.METER)
-    meter.full_clean()
     meter.save()
     return IssuedMeter(meter, secret)
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "utility.ledger",
+    "utility.audit",
     "utility.residents",
     "meters",
     "settlement",
@@ -142,8 +143,20 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {
+    "settle-due": {"task": "settlement.tasks.settle_due", "schedule": 60.0},
+}
 
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
+# Outbound MQTT (decisions, acks, price): "paho" talks to MQTT_URL, "memory"
+# records in-process (unit tests, the embedded demo). See meters/mqtt.py.
+MQTT_PUBLISHER = env_str("MQTT_PUBLISHER", "paho" if MQTT_URL else "memory")
+MQTT_PUBLISH_TIMEOUT_S = env_int("MQTT_PUBLISH_TIMEOUT_S", 10)
+# The backend's broker username in the generated password file and ACL
+# (`manage.py mosquitto_config`); its password comes from MQTT_BACKEND_PASSWORD.
+MQTT_BACKEND_USERNAME = env_str("MQTT_BACKEND_USERNAME", "backend")
 
 LOGGING = {
     "version": 1,

@@ -86,7 +86,7 @@ class IntervalSettlement:
     alerts: tuple[str, ...]
 
 
-_BY_METER = itemgetter(0)
+_METER = itemgetter(0)
 _IMPORT = itemgetter(1)
 _EXPORT = itemgetter(2)
 # ``tuple.__new__`` bound to the line class builds a NamedTuple in C; calling
@@ -96,33 +96,35 @@ _line_from_fields = partial(tuple.__new__, SettlementLine)
 
 
 def _columns(usages: Iterable[MeterUsage]) -> tuple[list[str], list[int], list[int]]:
-    """Validate the usages and return their columns sorted by meter id.
+    """Validate the usages and return their columns, sorted by meter id.
 
-    The checks run column-wise in C (``map``, ``set``, ``min``) because a
-    Python-level loop over each usage would cost more than the settlement
-    itself; only when a check fails does ``_refuse`` look for the culprit.
+    The checks run column-wise in C (``map``, ``set``, ``min``): a Python
+    loop over each usage would cost more than the settlement itself. Only
+    when a check fails does ``_refuse`` walk the rows to name the culprit.
     """
     rows = list(usages)
     if not set(map(type, rows)) <= {MeterUsage}:
         raise ValueError("usages must be MeterUsage(meter, import_wh, export_wh) tuples")
-    meter_ids = list(map(_BY_METER, rows))
-    if not set(map(type, meter_ids)) <= {str} or "" in meter_ids:
+    try:
+        rows.sort(key=_METER)
+    except TypeError:  # meter ids that do not compare: not all strings
         _refuse(rows)
-    if len(set(meter_ids)) != len(meter_ids):
-        _refuse(rows)
-    # Exact type checks: bool is an int subclass and a float may hide a
-    # fraction of a Wh; neither is energy here.
+    meter_ids = list(map(_METER, rows))
     imports = list(map(_IMPORT, rows))
     exports = list(map(_EXPORT, rows))
+    # Exact types: a bool is an int subclass and a float may hide a fraction
+    # of a Wh; neither is energy here.
     if rows and (
-        not set(map(type, imports)) <= {int}
+        not set(map(type, meter_ids)) <= {str}
+        or not meter_ids[0]  # sorted, so an empty id would come first
+        or len(set(meter_ids)) != len(meter_ids)
+        or not set(map(type, imports)) <= {int}
         or not set(map(type, exports)) <= {int}
         or min(imports) < 0
         or min(exports) < 0
     ):
         _refuse(rows)
-    rows.sort(key=_BY_METER)
-    return list(map(_BY_METER, rows)), list(map(_IMPORT, rows)), list(map(_EXPORT, rows))
+    return meter_ids, imports, exports
 
 
 def _refuse(rows: list[MeterUsage]) -> NoReturn:
