@@ -160,3 +160,21 @@ class MeterDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter_id} #{self.seq} {self.state} ({self.reason})"
+
+
+class IngestCounter(models.Model):
+    """How many readings the ingest accepted, found duplicate or rejected, per
+    reason, since the database was created. Kept in the database (not in the
+    ingest's memory) so the counts survive restarts and the web process that
+    serves ``/metrics`` sees what the ingest process counted."""
+
+    status = models.CharField(max_length=10)
+    reason = models.CharField(max_length=40, blank=True, help_text="'' or 'late' for accepted readings")
+    count = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["status", "reason"], name="one_ingest_counter_per_outcome")]
+
+    def __str__(self) -> str:
+        return f"{self.status}/{self.reason or '-'}: {self.count}"

@@ -233,6 +233,14 @@ def memory_publisher() -> MemoryPublisher:
     return MEMORY
 
 
+def publishers_close() -> None:
+    """Disconnect every paho publisher of this process (tests, shutdown)."""
+    with _paho_lock:
+        for publisher in _paho.values():
+            publisher.close()
+        _paho.clear()
+
+
 def publisher_get() -> Publisher:
     """The publisher that ``settings.MQTT_PUBLISHER`` names."""
     kind = settings.MQTT_PUBLISHER

@@ -91,7 +91,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"  # this interval is already stored with different content
 
 
-class Rejected(Exception):  # noqa: N818 - an outcome, not an error condition of the code
+class Rejected(Exception):
     """A message refused for ``reason``; ``detail`` says what exactly (for operators)."""
 
     def __init__(self, reason: Reason, detail: str = "") -> None:
@@ -117,12 +117,15 @@ def sign(secret: str, payload: Mapping[str, Any]) -> str:
     return hmac.new(secret.encode(), canonical_body(payload), hashlib.sha256).hexdigest()
 
 
-def signature_valid(secret: str, payload: Mapping[str, Any]) -> bool:
-    """``payload["sig"]`` is ``sign(secret, payload)`` (constant-time compare)."""
+def signature_valid(secret: str, payload: Mapping[str, Any], canonical: bytes | None = None) -> bool:
+    """``payload["sig"]`` is ``sign(secret, payload)`` (constant-time compare);
+    pass ``canonical`` when ``canonical_body(payload)`` is already at hand."""
     sig = payload.get("sig")
     if not isinstance(sig, str) or not SIG_RE.match(sig):
         return False
-    return hmac.compare_digest(sign(secret, payload).encode(), sig.encode())
+    body = canonical_body(payload) if canonical is None else canonical
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), sig.encode())
 
 
 # -- topics and acks ---------------------------------------------------------
@@ -267,10 +270,10 @@ def reading_verify(
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise Rejected(Reason.BAD_VERSION, f"v must be {PROTOCOL_VERSION}")
     try:
-        valid = signature_valid(secret, body)
+        canonical = canonical_body(body)
     except UnicodeEncodeError:
         raise Rejected(Reason.BAD_JSON, "a string holds a lone surrogate (no UTF-8 form)") from None
-    if not valid:
+    if not signature_valid(secret, body, canonical):
         raise Rejected(Reason.BAD_SIGNATURE, "sig is not the HMAC-SHA256 of the canonical body with this meter's key")
     report = _fields_parse(body)
     _period_check(report, meter.interval_s, now)
@@ -334,7 +337,9 @@ def _period_check(report: ReadingReport, interval_s: int, now: datetime) -> None
     if report.period_s != interval_s:
         raise Rejected(Reason.UNALIGNED_PERIOD, f"period_s is {report.period_s}, the grid's interval is {interval_s}")
     if not is_aligned(report.period_start, interval_s):
-        raise Rejected(Reason.UNALIGNED_PERIOD, f"{report.period_start.isoformat()} is not on a {interval_s} s boundary")
+        raise Rejected(
+            Reason.UNALIGNED_PERIOD, f"{report.period_start.isoformat()} is not on a {interval_s} s boundary"
+        )
     end = report.period_start + timedelta(seconds=interval_s)
     if end > now + timedelta(seconds=CLOCK_SKEW_S):
         raise Rejected(Reason.FUTURE_PERIOD, f"interval ends {format_utc(end)}, received {format_utc(now)}")

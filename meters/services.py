@@ -46,6 +46,12 @@ def _check_rules(rules: dict[str, int]) -> None:
         raise ValidationError(errors)
 
 
+def grid_rules_check(rules: dict[str, int]) -> None:
+    """Raise ``ValidationError`` naming each rule that is unknown, not a
+    non-negative integer, or out of range (the checks of ``grid_create``)."""
+    _check_rules(rules)
+
+
 @transaction.atomic
 def grid_create(slug: str, name: str, now: datetime, **rules: int) -> Grid:
     """Create a grid with its pool and fee accounts; settlement starts at the

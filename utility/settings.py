@@ -157,6 +157,10 @@ MQTT_PUBLISH_TIMEOUT_S = env_int("MQTT_PUBLISH_TIMEOUT_S", 10)
 # The backend's broker username in the generated password file and ACL
 # (`manage.py mosquitto_config`); its password comes from MQTT_BACKEND_PASSWORD.
 MQTT_BACKEND_USERNAME = env_str("MQTT_BACKEND_USERNAME", "backend")
+# `manage.py ingest_mqtt`: a stable client id and a persistent session, so the
+# broker queues readings (QoS 1) while the ingest is down, for up to this long.
+MQTT_INGEST_CLIENT_ID = env_str("MQTT_INGEST_CLIENT_ID", "commonwatt-ingest")
+MQTT_INGEST_SESSION_EXPIRY_S = env_int("MQTT_INGEST_SESSION_EXPIRY_S", 7 * 24 * 3600)
 
 LOGGING = {
     "version": 1,

@@ -25,9 +25,10 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
-def user_make(username: str = "resident", password: str = "pw-not-secret-42") -> AbstractBaseUser:
-    """A resident (a Django user) with a usable password."""
-    return get_user_model().objects.create_user(username=username, password=password)
+def user_make(username: str = "resident", password: str | None = None, **fields) -> AbstractBaseUser:
+    """A resident (a Django user). Without ``password`` it gets an unusable one:
+    hashing costs about a second, so log in with ``client.force_login``."""
+    return get_user_model().objects.create_user(username=username, password=password, **fields)
 
 
 def grid_make(slug: str = "demo", *, now: datetime = T0, name: str = "", **rules: int) -> Grid:
@@ -77,9 +78,7 @@ def reading_make(
     (``reading_is_late`` against the grid's current ``settled_through``).
     """
     grid = Grid.objects.get(pk=meter.grid_id)
-    earlier = Reading.objects.filter(meter=meter).aggregate(
-        imp=Sum("import_wh"), exp=Sum("export_wh"), seq=Max("seq")
-    )
+    earlier = Reading.objects.filter(meter=meter).aggregate(imp=Sum("import_wh"), exp=Sum("export_wh"), seq=Max("seq"))
     return Reading.objects.create(
         meter=meter,
         interval_start=interval_start,

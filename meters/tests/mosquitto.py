@@ -14,7 +14,9 @@ ACL.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -25,11 +27,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from meters.broker import broker_files_write, mosquitto_conf_text, password_file_lines, acl_text
+from meters.broker import acl_text, broker_files_write, mosquitto_conf_text, password_file_lines
 from meters.credentials import mosquitto_hash
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto")
@@ -211,6 +214,27 @@ class MosquittoProcess:
         if code != 0:
             raise RuntimeError(f"backend login refused after reload (reason {code}):\n{self.log_tail()}")
 
+    def clear_retained(self) -> int:
+        """Delete every retained message (a shared session broker keeps them
+        from test to test); returns how many there were."""
+        marker = f"cw-test/marker/{uuid.uuid4().hex}"
+        with MqttProbe(self, self.backend_username, self.backend_password) as backend:
+            if backend.connect() != 0:
+                raise RuntimeError("backend login refused")
+            backend.subscribe("#")
+            assert backend.publish(marker, b"") in (0, 16)
+            topics = []
+            # Retained messages are queued at SUBSCRIBE, so they all arrive
+            # before the marker published after it.
+            while (message := backend.next_message()) is not None and message.topic != marker:
+                if message.retain:
+                    topics.append(message.topic)
+            if message is None:
+                raise RuntimeError("the marker message never came back")
+            for topic in topics:
+                assert backend.publish(topic, b"", retain=True) in (0, 16)
+        return len(topics)
+
     def _reload_count(self) -> int:
         try:
             return self.log_file.read_text(errors="replace").count("Reloading config")
@@ -227,3 +251,76 @@ class MosquittoProcess:
     def cleanup(self) -> None:
         self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class MqttProbe:
+    """A paho MQTT v5 client for tests: connect, publish and read reason codes,
+    subscribe and collect messages. Use as a context manager."""
+
+    def __init__(
+        self,
+        broker: MosquittoProcess,
+        username: str,
+        password: str,
+        *,
+        client_id: str = "",
+        clean_start: bool = True,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.broker = broker
+        self.timeout_s = timeout_s
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{uuid.uuid4().hex[:10]}", protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(username, password)
+        self.clean_start = clean_start
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._events: dict[str, queue.Queue[Any]] = {"connack": queue.Queue(), "suback": queue.Queue()}
+        self._pubacks: dict[int, int] = {}
+        self._puback_seen = threading.Condition()
+        self.client.on_connect = lambda c, u, f, rc, p: self._events["connack"].put(rc.value)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._events["suback"].put([rc.value for rc in rcs])
+        self.client.on_publish = self._on_publish
+        self.client.on_message = lambda c, u, message: self.messages.put(message)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._puback_seen:
+            self._pubacks[mid] = reason_code.value
+            self._puback_seen.notify_all()
+
+    def connect(self) -> int:
+        """Connect and return the CONNACK reason code (0 = accepted, 135 = not authorized)."""
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=self.clean_start)
+        self.client.loop_start()
+        return self._events["connack"].get(timeout=self.timeout_s)
+
+    def publish(self, topic: str, payload: bytes | dict, *, qos: int = 1, retain: bool = False) -> int:
+        """Publish and return the PUBACK reason code (QoS 1): 0 success, 135 not authorized."""
+        data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
+        info = self.client.publish(topic, data, qos=qos, retain=retain)
+        with self._puback_seen:
+            if not self._puback_seen.wait_for(lambda: info.mid in self._pubacks, self.timeout_s):
+                raise TimeoutError(f"no PUBACK for {topic}")
+            return self._pubacks.pop(info.mid)
+
+    def subscribe(self, topic: str, qos: int = 1) -> list[int]:
+        """Subscribe and return the SUBACK reason codes (granted QoS, or >= 128 refused)."""
+        self.client.subscribe(topic, qos=qos)
+        return self._events["suback"].get(timeout=self.timeout_s)
+
+    def next_message(self, timeout_s: float | None = None) -> mqtt.MQTTMessage | None:
+        """The next message received, or ``None`` when none came within the timeout."""
+        try:
+            return self.messages.get(timeout=self.timeout_s if timeout_s is None else timeout_s)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> MqttProbe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -52,8 +52,8 @@ def test_low_balance_warning_below_24_intervals_left():
 
 
 def test_exempt_meters_are_never_cut_and_are_reconnected():
-    assert supply_decide(inputs(-10**9, exempt=True)) is None
-    assert supply_decide(inputs(-10**9, DISCONNECT, exempt=True)) == SupplyDecision(CONNECT, REASON_EXEMPT)
+    assert supply_decide(inputs(-(10**9), exempt=True)) is None
+    assert supply_decide(inputs(-(10**9), DISCONNECT, exempt=True)) == SupplyDecision(CONNECT, REASON_EXEMPT)
 
 
 def test_already_disconnected_and_still_dry_says_nothing():

@@ -15,7 +15,6 @@ from utility.ledger.services import transaction_post
 from .helpers import accounts_make, balances
 
 
-
 @pytest.fixture(autouse=True)
 def _postgresql_only():
     # The triggers exist only on PostgreSQL; say so loudly rather than skip.

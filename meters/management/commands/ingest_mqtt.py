@@ -1,0 +1,326 @@
+"""``manage.py ingest_mqtt``: take meter readings from Mosquitto into the database.
+
+The edge only: it connects (paho-mqtt 2, MQTT v5, the backend's credentials
+from ``MQTT_URL``), subscribes with QoS 1 to ``grid/+/meters/+/readings`` and
+hands batches of messages to ``meters.ingest.readings_record``.
+
+Nothing is lost and nothing is counted twice:
+
+- A persistent session (stable client id, ``clean_start=False``, a session
+  expiry) makes the broker queue readings while the ingest is down.
+- ``manual_ack=True``: a message's PUBACK goes to the broker only after the
+  transaction that recorded it committed. A crash before that means the broker
+  delivers it again, and the ingest answers ``duplicate``.
+- The network thread only enqueues. The main loop takes a batch (at most
+  ``--batch-size`` messages, waiting at most ``--batch-ms`` for more), records
+  it, then acks each message and publishes each meter's ack.
+- A message received before a disconnect is never acked on the new connection:
+  the broker resends it with the same packet id, and a second PUBACK for that id
+  could confirm a newer message the broker gave the id to. Its redelivered copy
+  is recorded (``duplicate``) and acked instead.
+- Database down: nothing is acked; the same batch is retried with backoff.
+  Broker down: paho reconnects with backoff.
+- SIGTERM/SIGINT: finish the batch, ack, disconnect, exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.utils import timezone
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from meters.ingest import InboundMessage, Outcome, readings_record
+from meters.mqtt import MqttEndpoint, mqtt_url_parse
+from meters.protocol import READINGS_FILTER
+
+logger = logging.getLogger("meters.ingest_mqtt")
+
+BACKOFF_MAX_S = 30.0
+ACKS_IN_FLIGHT_MAX = 1000
+ISOLATE_AFTER_FAILURES = 3  # a non-database error this often: record messages one by one
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    message: InboundMessage
+    mid: int
+    qos: int
+    epoch: int  # the connection it came on (acks go only to the same one)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    client_id: str
+    batch_size: int
+    batch_ms: int
+    session_expiry_s: int
+    log_every: int
+
+
+class IngestRunner:
+    """One MQTT connection feeding ``record`` in batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        options: IngestOptions,
+        record: Callable[[Sequence[InboundMessage]], list[Outcome]] = readings_record,
+    ) -> None:
+        self.endpoint, self.options, self.record = endpoint, options, record
+        self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.epoch = 0
+        self.epoch_lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.client = self._client_make()
+
+    # -- network thread: enqueue only ---------------------------------------
+
+    def _client_make(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.options.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        if self.endpoint.username:
+            client.username_pw_set(self.endpoint.username, self.endpoint.password)
+        if self.endpoint.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=int(BACKOFF_MAX_S))
+        client.max_inflight_messages_set(20)  # until the CONNACK says what the broker allows (_on_connect)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _receive_maximum(self) -> int:
+        # Unacked messages the broker may have in flight to us: enough for a few batches.
+        return min(65_535, max(1_000, 4 * self.options.batch_size))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            logger.error("broker refused the ingest login: %s (retrying)", reason_code)
+            return
+        # Our acks to meters may have at most the broker's Receive Maximum in
+        # flight (Mosquitto drops a client that exceeds it: its default is 20).
+        # paho 2.2 neither reads it from the CONNACK nor lets the public setter
+        # change the limit on an open connection, so set it here, before paho
+        # sends anything queued on this connection.
+        client._max_inflight_messages = min(ACKS_IN_FLIGHT_MAX, getattr(properties, "ReceiveMaximum", 65_535))
+        logger.info(
+            "connected to %s:%s as %s (session %s)",
+            self.endpoint.host,
+            self.endpoint.port,
+            self.options.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+        client.subscribe(READINGS_FILTER, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                logger.error("subscription to %s refused: %s", READINGS_FILTER, code)
+            else:
+                logger.info("subscribed to %s (QoS %s)", READINGS_FILTER, code.value)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self.epoch_lock:
+            self.epoch += 1
+        if not self.stopping.is_set():
+            logger.warning("disconnected from the broker (%s); reconnecting with backoff", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic).decode("utf-8", "replace")
+        self.inbox.put(
+            Received(InboundMessage(topic, bytes(msg.payload), timezone.now()), msg.mid, msg.qos, self.epoch)
+        )
+
+    # -- main thread: batch, record, ack --------------------------------------
+
+    def run(self) -> None:
+        """Run until ``stop()``; returns after the last batch was acked."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.options.session_expiry_s
+        properties.ReceiveMaximum = self._receive_maximum()
+        self.client.connect_async(
+            self.endpoint.host, self.endpoint.port, keepalive=30, clean_start=False, properties=properties
+        )
+        self.client.loop_start()
+        self.started = self.logged_at = time.monotonic()
+        self.logged_count = 0
+        try:
+            while not self.stopping.is_set():
+                batch = self._batch_take()
+                if batch:
+                    self._batch_handle(batch)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self._log_rate(final=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _batch_take(self) -> list[Received]:
+        try:
+            batch = [self.inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.options.batch_ms / 1000
+        while len(batch) < self.options.batch_size:
+            try:
+                batch.append(self.inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _batch_handle(self, batch: list[Received]) -> None:
+        outcomes = self._record_retrying(batch)
+        if outcomes is None:
+            return  # stopping while the database is down: nothing committed, nothing acked
+        self._acknowledge(outcomes)
+        self.counts.update(str(outcome.status) for _, outcome in outcomes)
+        if (
+            self.counts.total() // self.options.log_every
+            != (self.counts.total() - len(batch)) // self.options.log_every
+        ):
+            self._log_rate()
+
+    def _record_retrying(self, batch: list[Received]) -> list[tuple[Received, Outcome]] | None:
+        """Record the batch, retrying with backoff until it commits. A batch
+        that keeps failing without a database error is recorded message by
+        message; a message that still fails is left unacked (the broker keeps
+        it and delivers it again after a reconnect) and logged."""
+        failures, delay_s = 0, 0.5
+        while True:
+            try:
+                return list(zip(batch, self.record([item.message for item in batch]), strict=True))
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning(
+                    "database unavailable (%s); retrying the batch of %d in %.1f s", exc, len(batch), delay_s
+                )
+                self._database_reset()
+            except Exception:
+                failures += 1
+                logger.exception("recording a batch of %d failed (attempt %d)", len(batch), failures)
+                self._database_reset()
+                if failures >= ISOLATE_AFTER_FAILURES:
+                    return self._record_one_by_one(batch)
+            if self.stopping.wait(delay_s):
+                return None
+            delay_s = min(BACKOFF_MAX_S, delay_s * 2)
+
+    def _record_one_by_one(self, batch: list[Received]) -> list[tuple[Received, Outcome]]:
+        done = []
+        for item in batch:
+            try:
+                done.append((item, self.record([item.message])[0]))
+            except Exception:
+                logger.exception("message on %s left unacked: %r", item.message.topic, item.message.payload[:200])
+                self._database_reset()
+        return done
+
+    @staticmethod
+    def _database_reset() -> None:
+        # A broken connection is not reusable: drop it so the retry reconnects.
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        close_old_connections()
+
+    def _acknowledge(self, outcomes: list[tuple[Received, Outcome]]) -> None:
+        """After the commit: PUBACK each message on the connection it came on,
+        then publish each meter's ack (QoS 1)."""
+        with self.epoch_lock:
+            for item, _ in outcomes:
+                if item.epoch == self.epoch:
+                    self.client.ack(item.mid, item.qos)
+        for _, outcome in outcomes:
+            topic = outcome.ack_topic
+            if topic:
+                self.client.publish(topic, outcome.ack_payload(), qos=1)
+
+    def _log_rate(self, final: bool = False) -> None:
+        now, total = time.monotonic(), self.counts.total()
+        window_rate = (total - self.logged_count) / max(now - self.logged_at, 1e-9)
+        self.logged_at, self.logged_count = now, total
+        summary = ", ".join(f"{status} {count:,}" for status, count in sorted(self.counts.items()))
+        logger.info(
+            "%s%s messages in %.1f s (%.0f/s overall, %.0f/s lately): %s; queued %d",
+            "stopped after " if final else "",
+            f"{total:,}",
+            now - self.started,
+            total / max(now - self.started, 1e-9),
+            window_rate,
+            summary or "none",
+            self.inbox.qsize(),
+        )
+
+
+class Command(BaseCommand):
+    help = (
+        "Take meter readings from the MQTT broker (MQTT_URL) into the database: verify, store, "
+        "ack after commit. Runs until SIGTERM/SIGINT."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--batch-size", type=int, default=500, help="most messages per transaction (500)")
+        parser.add_argument("--batch-ms", type=int, default=50, help="longest wait for a batch to fill, ms (50)")
+        parser.add_argument(
+            "--client-id",
+            default=settings.MQTT_INGEST_CLIENT_ID,
+            help="MQTT client id of the persistent session (MQTT_INGEST_CLIENT_ID); keep it stable",
+        )
+        parser.add_argument(
+            "--session-expiry-s",
+            type=int,
+            default=settings.MQTT_INGEST_SESSION_EXPIRY_S,
+            help="how long the broker keeps queueing readings for a stopped ingest, s",
+        )
+        parser.add_argument("--log-every", type=int, default=10_000, help="log the rate every N messages (10000)")
+
+    def handle(self, *args, **options) -> None:
+        if options["batch_size"] < 1 or options["batch_ms"] < 0 or options["log_every"] < 1:
+            raise CommandError("--batch-size and --log-every must be at least 1, --batch-ms at least 0")
+        try:
+            endpoint = mqtt_url_parse(settings.MQTT_URL)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        runner = IngestRunner(
+            endpoint,
+            IngestOptions(
+                client_id=options["client_id"],
+                batch_size=options["batch_size"],
+                batch_ms=options["batch_ms"],
+                session_expiry_s=options["session_expiry_s"],
+                log_every=options["log_every"],
+            ),
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: runner.stop())
+        runner.run()

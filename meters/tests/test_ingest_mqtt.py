@@ -1,0 +1,216 @@
+"""``manage.py ingest_mqtt`` end to end: a real Mosquitto (the ``mosquitto``
+fixture, generated credentials and ACL), the real command as a subprocess on
+the test database, meters publishing signed readings with their own
+credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from django.conf import settings
+from django.db.models import Count, Max, Min
+from paho.mqtt.enums import CallbackAPIVersion
+
+from meters.models import IngestCounter, Reading, RejectedReading
+from meters.protocol import topic_ack
+from meters.tests.factories import grid_make, meter_issue
+from meters.tests.mosquitto import MqttProbe
+from meters.tests.readings import MeterStream, encoded, signed
+from utility.lib.timeutil import interval_floor
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url_of_tests() -> str:
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class IngestProcess:
+    """``python manage.py ingest_mqtt`` on the test database and test broker."""
+
+    def __init__(self, broker, workdir: Path, client_id: str, *extra: str) -> None:
+        self.broker, self.client_id, self.extra = broker, client_id, extra
+        self.log_path = workdir / f"ingest-{client_id}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 20.0) -> IngestProcess:
+        env = {**os.environ, "DATABASE_URL": database_url_of_tests(), "MQTT_URL": self.broker.url, "LOG_LEVEL": "INFO"}
+        command = [
+            sys.executable,
+            "manage.py",
+            "ingest_mqtt",
+            "--client-id",
+            self.client_id,
+            "--session-expiry-s",
+            "300",
+        ]
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([*command, *self.extra], cwd=ROOT, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout_s
+        while "subscribed to" not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"ingest_mqtt did not subscribe:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_bytes()[self._log_offset :].decode(errors="replace")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout_s: float = 15.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout_s)
+
+
+@pytest.fixture
+def ingest(mosquitto, tmp_path):
+    """Start ``ingest_mqtt`` processes; every one is killed at the end of the test."""
+    started: list[IngestProcess] = []
+
+    def start(client_id: str | None = None, *extra: str) -> IngestProcess:
+        process = IngestProcess(mosquitto, tmp_path, client_id or f"test-ingest-{uuid.uuid4().hex[:8]}", *extra)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def recent_hours(count: int) -> datetime:
+    """The start of an hour-long interval ``count`` intervals before the current one."""
+    return interval_floor(datetime.now(UTC), 3600) - timedelta(hours=count)
+
+
+def ack_of(probe: MqttProbe) -> dict:
+    message = probe.next_message(timeout_s=10)
+    assert message is not None, "no ack within 10 s"
+    return json.loads(message.payload)
+
+
+def test_signed_reading_is_stored_and_acked_then_a_resend_is_a_duplicate(mosquitto, ingest):
+    first = recent_hours(3)
+    grid = grid_make("e2e", now=first)
+    alice, bob = meter_issue(grid, "e2e-alice"), meter_issue(grid, "e2e-bob")
+    mosquitto.sync_credentials()
+    ingest()
+    stream = MeterStream("e2e", "e2e-alice", alice.secret, first)
+
+    with MqttProbe(mosquitto, "e2e-alice", alice.secret) as meter:
+        assert meter.connect() == 0
+        assert meter.subscribe(topic_ack("e2e", "e2e-alice")) == [1]
+        assert meter.publish(stream.topic, stream.payload(0)) == 0
+        accepted = ack_of(meter)
+        assert meter.publish(stream.topic, stream.payload(0)) == 0
+        duplicate = ack_of(meter)
+        assert meter.publish(stream.topic, encoded(signed(bob.secret, stream.body(1)))) == 0
+        rejected = ack_of(meter)
+
+    assert accepted == {"seq": 1, "status": "accepted", "reason": None}
+    assert duplicate == {"seq": 1, "status": "duplicate", "reason": None}
+    assert rejected == {"seq": 2, "status": "rejected", "reason": "bad_signature"}
+    reading = Reading.objects.get()
+    assert (reading.meter.public_id, reading.interval_start, reading.import_wh) == ("e2e-alice", first, 100)
+    assert RejectedReading.objects.get().reason == "bad_signature"
+
+
+def test_sigterm_finishes_and_exits_cleanly(mosquitto, ingest):
+    process = ingest()
+
+    assert process.terminate() == 0
+    assert "stopped after" in process.log()
+
+
+def _meter_clients(mosquitto, meters) -> list[mqtt.Client]:
+    clients = []
+    for public_id, secret in meters:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=public_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(public_id, secret)
+        client.max_inflight_messages_set(100)
+        client.connect(mosquitto.host, mosquitto.port, keepalive=30)
+        client.loop_start()
+        clients.append(client)
+    for client in clients:
+        wait_until(client.is_connected, 10, "meter clients to connect")
+    return clients
+
+
+def _publish(clients, streams, intervals) -> None:
+    """Every meter publishes the given intervals with QoS 1; returns once the
+    broker acknowledged them all (it has them, queued or delivered)."""
+    infos = [
+        client.publish(stream.topic, stream.payload(index), qos=1)
+        for index in intervals
+        for client, stream in zip(clients, streams, strict=True)
+    ]
+    for info in infos:
+        info.wait_for_publish(30)
+        assert info.is_published()
+
+
+def test_sigkill_in_the_middle_of_5000_readings_loses_nothing_and_stores_each_once(mosquitto, ingest):
+    meters_count, intervals = 50, 100
+    first = recent_hours(intervals + 1)
+    grid = grid_make("crash", now=first)
+    issued = [meter_issue(grid, f"crash-{n:02d}") for n in range(meters_count)]
+    mosquitto.sync_credentials()
+    streams = [MeterStream("crash", m.meter.public_id, m.secret, first) for m in issued]
+    clients = _meter_clients(mosquitto, [(m.meter.public_id, m.secret) for m in issued])
+    client_id = f"test-crash-{uuid.uuid4().hex[:8]}"
+    try:
+        victim = ingest(client_id, "--batch-size", "100", "--batch-ms", "10")
+        _publish(clients, streams, range(0, intervals // 2))
+        wait_until(lambda: Reading.objects.count() >= 300, 30, "the ingest to store some readings")
+        victim.kill()  # SIGKILL: no chance to finish its batch or ack
+        stored_at_kill = Reading.objects.count()
+        # The rest arrives while the ingest is down: the broker queues it in the session.
+        _publish(clients, streams, range(intervals // 2, intervals))
+        survivor = ingest(client_id, "--batch-size", "100", "--batch-ms", "10")
+        total = meters_count * intervals
+        wait_until(lambda: Reading.objects.count() >= total, 45, f"all {total} readings")
+    finally:
+        for client in clients:
+            client.disconnect()
+            client.loop_stop()
+
+    assert 0 < stored_at_kill < total, "the kill was not in the middle of the stream"
+    per_meter = Reading.objects.values("meter").annotate(
+        n=Count("id"), first=Min("interval_start"), last=Max("interval_start"), top=Max("seq"), low=Min("seq")
+    )
+    assert len(per_meter) == meters_count
+    for row in per_meter:
+        # Unique (meter, interval) + 100 rows spanning exactly 100 intervals: no gap, no double.
+        assert (row["n"], row["low"], row["top"]) == (intervals, 1, intervals)
+        assert (row["first"], row["last"]) == (first, first + timedelta(hours=intervals - 1))
+    assert RejectedReading.objects.count() == 0
+    assert IngestCounter.objects.get(status="accepted", reason="").count == total
+    assert survivor.terminate() == 0
