@@ -36,7 +36,8 @@ from .protocol import sign
 logger = logging.getLogger(__name__)
 
 # A reason is a short code a meter can log or show: "low_balance", "funded".
-REASON_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+# \Z, not $: "funded\n" must not pass a .match().
+REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,59}\Z")
 
 
 def decision_topic(grid_slug: str, meter_public_id: str) -> str:

@@ -211,8 +211,9 @@ def decisions_send_bulk(outgoing: Sequence[_Outgoing]) -> int:
         meter_ids = sorted({o.meter_id for o in outgoing})
         list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk"))
         current = set(
-            MeterDecision.objects.filter(meter_id__in=meter_ids, published=False, seq=F("meter__decision_seq"))
-            .values_list("meter_id", "seq")
+            MeterDecision.objects.filter(
+                meter_id__in=meter_ids, published=False, seq=F("meter__decision_seq")
+            ).values_list("meter_id", "seq")
         )
         due = [o for o in outgoing if (o.meter_id, o.seq) in current]
         confirmed = _publish_many(due)
@@ -240,3 +241,19 @@ def _publish_many(messages: Sequence[_Outgoing]) -> list[bool]:
             logger.warning("decision for meter %s seq %s not published", message.meter_id, message.seq)
             confirmed.append(False)
     return confirmed
+
+
+def decisions_send_pending_bulk(limit: int = 100_000) -> int:
+    """Publish every meter's latest decision still unpublished (a broker
+    outage left it so), up to ``limit``, in chunks; returns how many the broker
+    took. Older unpublished decisions are superseded and stay unpublished."""
+    pending = (
+        MeterDecision.objects.filter(published=False, seq=F("meter__decision_seq"))
+        .order_by("meter_id")
+        .values_list("meter_id", "seq", "meter__grid__slug", "meter__public_id", "payload")[:limit]
+    )
+    outgoing = [
+        _Outgoing(meter_id, seq, decision_topic(slug, public_id), payload_encode(payload))
+        for meter_id, seq, slug, public_id, payload in pending
+    ]
+    return sum(decisions_send_bulk(outgoing[i : i + CHUNK]) for i in range(0, len(outgoing), CHUNK))

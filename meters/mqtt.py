@@ -21,7 +21,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -114,6 +116,12 @@ class MemoryPublisher:
                 self.retained[topic] = message
         return PublishResult(topic, broker=False)
 
+    def publish_many(self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1, retain: bool = False) -> list[bool]:
+        """Record each ``(topic, payload)``; all ``True`` (recorded, not brokered)."""
+        for topic, payload in messages:
+            self.publish(topic, payload, qos, retain)
+        return [True] * len(messages)
+
     def on_topic(self, topic: str) -> list[RecordedMessage]:
         with self._lock:
             return [message for message in self.messages if message.topic == topic]
@@ -126,6 +134,11 @@ class MemoryPublisher:
 
 class PahoPublisher:
     """One lazily connected paho client (MQTT v5) for this process."""
+
+    INFLIGHT = 500
+    # More outstanding messages than this and paho's 16-bit message ids would
+    # wrap onto ones still waiting for their PUBACK.
+    WINDOW = 10_000
 
     def __init__(self, endpoint: MqttEndpoint, *, timeout_s: float = 10.0) -> None:
         self.endpoint = endpoint
@@ -157,6 +170,9 @@ class PahoPublisher:
         if self.endpoint.tls:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # publish_many keeps this many QoS 1 messages awaiting PUBACK; keep it
+        # within the broker's max_inflight_messages (1000 in our config).
+        client.max_inflight_messages_set(self.INFLIGHT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -214,6 +230,36 @@ class PahoPublisher:
         if code >= 0x80:
             raise MqttPublishError(f"broker refused the publish to {topic}: reason code {code}")
         return PublishResult(topic, broker=True)
+
+    def publish_many(self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1, retain: bool = False) -> list[bool]:
+        """Publish ``(topic, payload)`` pairs with many awaiting PUBACK at once;
+        ``True`` where the broker acknowledged the message (QoS 0: never).
+
+        All ``False`` when no connection comes within the timeout; raises
+        ``MqttPublishError`` only when the first connection cannot be made.
+        """
+        client = self._client_get()
+        confirmed: list[bool] = []
+        for start in range(0, len(messages), self.WINDOW):
+            window = messages[start : start + self.WINDOW]
+            if not self._connected.wait(self.timeout_s):
+                logger.warning("MQTT broker at %s unreachable: %d messages not published", self._where(), len(window))
+                confirmed += [False] * len(window)
+                continue
+            infos = [client.publish(topic, payload, qos=qos, retain=retain) for topic, payload in window]
+            # The whole window shares one deadline, stretched for its size.
+            deadline = time.monotonic() + self.timeout_s + len(window) / 1000
+            confirmed += [qos > 0 and self._acknowledged(info, deadline) for info in infos]
+        return confirmed
+
+    def _acknowledged(self, info: Any, deadline: float) -> bool:
+        try:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            published = info.is_published()
+        except (RuntimeError, ValueError):
+            published = False
+        code = self._puback.pop(info.mid, None)
+        return published and code is not None and code < 0x80
 
     def close(self) -> None:
         with self._lock:

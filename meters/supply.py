@@ -1,91 +1,224 @@
-"""Decide and send connect / disconnect / low-balance for a set of meters.
+"""Prepaid supply: forecast how long each meter's balance lasts, decide and
+send connect / disconnect / low-balance, and the operator's override.
 
 The rules are pure (``meters.prepaid``); this module gathers their inputs in a
-few bulk queries and hands each resulting decision to ``decision_publish``.
+few bulk queries and stores and publishes the decisions through
+``meters.decisions_bulk`` (after a settlement a whole grid is decided at once)
+or, for an operator's override, ``meters.decisions.decision_publish``.
+
+Money in integer µk, energy in Wh, "recent average use" = the average import
+of the meter's readings in the last ``RECENT_INTERVALS`` intervals, priced at
+the grid's current tariff.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Sum
+from django.db import transaction
+from django.db.models import Count, F, Sum
 
+from utility.audit.services import operator_action_record
 from utility.lib.money import div_round_half_up
 
-from .models import Meter, MeterDecision, MeterKind, Reading
-from .prepaid import REASON_LOW, SupplyInputs, intervals_left, supply_decide
+from .decisions import decision_publish
+from .decisions_bulk import CHUNK, MeterSnapshot, decisions_publish_bulk
+from .models import DecisionState, Grid, Meter, MeterDecision, MeterKind, Reading
+from .prepaid import (
+    REASON_LOW,
+    REASON_OPERATOR,
+    REASON_RELEASED,
+    SupplyInputs,
+    intervals_left,
+    supply_decide,
+)
 
 RECENT_INTERVALS = 24  # "recent average use" looks back this many intervals
 LOW_INTERVALS = 24  # warn when fewer intervals than this are left
 
 
+class SupplyError(ValueError):
+    """A refused supply action (clear, user-facing); nothing was written."""
+
+
 @dataclass(frozen=True, slots=True)
 class MeterForecast:
+    """How long a meter's balance lasts at its recent average use."""
+
     meter_id: int
+    public_id: str
+    state: str  # the supply state the meter was last told
     balance_uk: int
-    avg_cost_uk: int  # per interval
-    intervals_left: int | None
-    hours_left: float | None  # display only
+    avg_cost_uk: int  # per interval, at the current tariff
+    intervals_left: int | None  # None: it uses nothing, it never runs out
+    seconds_left: int | None
+
+    @property
+    def hours_left(self) -> float | None:
+        """For display only."""
+        return None if self.seconds_left is None else self.seconds_left / 3600
 
 
-def _avg_import_wh(meter_ids: list[int], since: datetime) -> dict[int, int]:
-    rows = (
-        Reading.objects.filter(meter_id__in=meter_ids, interval_start__gte=since)
-        .values("meter_id")
-        .annotate(total=Sum("import_wh"), n=Count("id"))
-    )
-    return {r["meter_id"]: r["total"] // max(1, r["n"]) for r in rows}
+def _chunked(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+def avg_costs_uk(grid: Grid, meter_ids: list[int], now: datetime) -> dict[int, int]:
+    """Each meter's recent average cost of one interval in µk (absent: no
+    readings, so 0): import Wh averaged over its readings of the last
+    ``RECENT_INTERVALS`` intervals before ``now``, at the grid's tariff,
+    rounded half up once (no intermediate rounding)."""
+    since = now - timedelta(seconds=grid.interval_s * RECENT_INTERVALS)
+    costs = {}
+    for chunk in _chunked(meter_ids):
+        rows = (
+            Reading.objects.filter(meter_id__in=chunk, interval_start__gte=since, interval_start__lt=now)
+            .values("meter_id")
+            .annotate(total=Sum("import_wh"), n=Count("id"))
+            .values_list("meter_id", "total", "n")
+        )
+        for meter_id, total_wh, count in rows:
+            costs[meter_id] = div_round_half_up(total_wh * grid.tariff_uk_per_kwh, 1000 * count)
+    return costs
+
+
+def _forecast(grid: Grid, row: tuple[int, str, str, int], avg_cost_uk: int) -> MeterForecast:
+    meter_id, public_id, state, balance_uk = row
+    left = intervals_left(balance_uk, grid.credit_limit_uk, avg_cost_uk)
+    seconds = None if left is None else left * grid.interval_s
+    return MeterForecast(meter_id, public_id, state, balance_uk, avg_cost_uk, left, seconds)
 
 
 def meters_forecast(meters: list[Meter], now: datetime) -> dict[int, MeterForecast]:
-    """Balance, recent average cost per interval and what it lasts, per meter."""
-    if not meters:
-        return {}
-    interval_s = meters[0].grid.interval_s
-    since = now - timedelta(seconds=interval_s * RECENT_INTERVALS)
-    avg_wh = _avg_import_wh([m.pk for m in meters], since)
-    forecasts = {}
+    """Balance, recent average cost per interval and what it lasts, per meter
+    (meters may belong to different grids)."""
+    by_grid: dict[int, list[int]] = defaultdict(list)
     for meter in meters:
-        avg_cost = div_round_half_up(avg_wh.get(meter.pk, 0) * meter.grid.tariff_uk_per_kwh, 1000)
-        left = intervals_left(meter.account.balance_uk, meter.grid.credit_limit_uk, avg_cost)
-        hours = None if left is None else left * meter.grid.interval_s / 3600
-        forecasts[meter.pk] = MeterForecast(meter.pk, meter.account.balance_uk, avg_cost, left, hours)
+        by_grid[meter.grid_id].append(meter.pk)
+    forecasts = {}
+    for grid_id, ids in by_grid.items():
+        grid = Grid.objects.get(pk=grid_id)
+        costs = avg_costs_uk(grid, ids, now)
+        rows = Meter.objects.filter(pk__in=ids).values_list("pk", "public_id", "supply_state", "account__balance_uk")
+        for row in rows:
+            forecasts[row[0]] = _forecast(grid, row, costs.get(row[0], 0))
     return forecasts
 
 
-def _last_reasons(meter_ids: list[int]) -> dict[int, str]:
-    latest = MeterDecision.objects.filter(meter_id__in=meter_ids).values("meter_id").annotate(seq=Max("seq"))
-    keys = {(r["meter_id"], r["seq"]) for r in latest}
-    rows = MeterDecision.objects.filter(meter_id__in={m for m, _ in keys}).values_list("meter_id", "seq", "reason")
-    return {meter_id: reason for meter_id, seq, reason in rows if (meter_id, seq) in keys}
+def meters_running_out(grid: Grid, within_hours: int = 24, *, now: datetime) -> list[MeterForecast]:
+    """The grid's active consumers and prosumers whose balance (plus credit)
+    lasts less than ``within_hours`` at their recent average use, soonest
+    first (those already dry lead). For operators: who to call before the cut."""
+    if type(within_hours) is not int or within_hours <= 0:
+        raise SupplyError(f"within_hours must be a positive whole number, got {within_hours!r}")
+    meters = Meter.objects.filter(grid=grid, active=True).exclude(kind=MeterKind.PRODUCER)
+    rows = list(meters.values_list("pk", "public_id", "supply_state", "account__balance_uk"))
+    costs = avg_costs_uk(grid, [row[0] for row in rows], now)
+    forecasts = [_forecast(grid, row, costs.get(row[0], 0)) for row in rows]
+    soon = [f for f in forecasts if f.seconds_left is not None and f.seconds_left < within_hours * 3600]
+    return sorted(soon, key=lambda f: (f.seconds_left, f.public_id))
 
 
-def meters_decide(meter_ids: list[int], now: datetime, issued_by: str = "system") -> list[MeterDecision]:
-    """Compute each meter's decision and publish the ones that say something new."""
-    from .decisions import decision_publish  # B1 lands decisions.py in parallel
+def meters_decide(meter_ids: list[int], now: datetime, issued_by: str = "system") -> int:
+    """Decide for each meter now and send what is new; returns how many went out.
 
-    meters = list(Meter.objects.filter(pk__in=meter_ids, active=True).select_related("grid", "account"))
-    sent = []
-    by_grid: dict[int, list[Meter]] = {}
-    for meter in meters:
-        by_grid.setdefault(meter.grid_id, []).append(meter)
-    last_reasons = _last_reasons([m.pk for m in meters])
-    for grid_meters in by_grid.values():
-        forecasts = meters_forecast(grid_meters, now)
-        for meter in grid_meters:
-            forecast = forecasts[meter.pk]
-            decision = supply_decide(
-                SupplyInputs(
-                    balance_uk=forecast.balance_uk,
-                    credit_limit_uk=meter.grid.credit_limit_uk,
-                    avg_cost_uk=forecast.avg_cost_uk,
-                    current_state=meter.supply_state,
-                    exempt=meter.never_disconnect or meter.kind == MeterKind.PRODUCER,
-                    low_intervals=LOW_INTERVALS,
-                )
-            )
-            if decision is None or (decision.reason == REASON_LOW and last_reasons.get(meter.pk) == REASON_LOW):
-                continue
-            sent.append(decision_publish(meter, decision.state, decision.reason, issued_by=issued_by, now=now))
+    Runs after every settlement (the run's meters) and every funding (the
+    funded meter). Safe to repeat: an unchanged state sends nothing, a warning
+    is not repeated, and a meter an operator holds is left alone. Decisions are
+    made from the locked meter and its current balance (``decisions_bulk``).
+    """
+    grid_of = dict(Meter.objects.filter(pk__in=meter_ids, active=True).values_list("pk", "grid_id"))
+    costs: dict[int, int] = {}
+    for grid in Grid.objects.filter(pk__in=set(grid_of.values())):
+        costs.update(avg_costs_uk(grid, [pk for pk, g in grid_of.items() if g == grid.pk], now))
+
+    def decide(meter: MeterSnapshot) -> tuple[str, str] | None:
+        decision = supply_decide(_inputs(meter, costs.get(meter.meter_id, 0)))
+        return None if decision is None else (decision.state, decision.reason)
+
+    return decisions_publish_bulk(list(grid_of), decide, issued_by=issued_by, now=now)
+
+
+def _inputs(meter: MeterSnapshot, avg_cost_uk: int, *, held: bool | None = None) -> SupplyInputs:
+    return SupplyInputs(
+        balance_uk=meter.balance_uk,
+        credit_limit_uk=meter.credit_limit_uk,
+        avg_cost_uk=avg_cost_uk,
+        current_state=meter.supply_state,
+        exempt=meter.never_disconnect or meter.kind == MeterKind.PRODUCER,
+        low_intervals=LOW_INTERVALS,
+        warned=meter.last_reason == REASON_LOW,
+        held=meter.last_reason == REASON_OPERATOR if held is None else held,
+    )
+
+
+def meter_is_held(meter: Meter) -> bool:
+    """True while an operator's forced state stands (its latest decision)."""
+    return Meter.objects.filter(
+        pk=meter.pk, decisions__seq=F("decision_seq"), decisions__reason=REASON_OPERATOR
+    ).exists()
+
+
+def _check_operator(reason: str, operator: str) -> None:
+    if not isinstance(reason, str) or not reason.strip():
+        raise SupplyError("a reason is required (it is recorded)")
+    if not isinstance(operator, str) or not operator.strip():
+        raise SupplyError("the operator's name is required (it is recorded)")
+
+
+def meter_force_state(meter: Meter, state: str, reason: str, operator: str, now: datetime) -> MeterDecision:
+    """An operator tells ``meter`` to ``state`` ("connect"/"disconnect") now.
+
+    The state holds: automatic decisions leave the meter alone until
+    ``meter_release``. Recorded twice in one transaction: the signed
+    ``MeterDecision`` (reason ``operator``, ``issued_by`` the operator) and the
+    audit log with the operator's own words. A meter marked never-disconnect
+    cannot be forced off. Raises ``SupplyError``; nothing is written then.
+    """
+    _check_operator(reason, operator)
+    if state not in DecisionState.values:
+        raise SupplyError(f"state must be one of {', '.join(DecisionState.values)}, got {state!r}")
+    if state == DecisionState.DISCONNECT and meter.never_disconnect:
+        raise SupplyError(f"meter {meter.public_id} is marked never-disconnect; it cannot be cut")
+    with transaction.atomic():
+        try:
+            decision = decision_publish(meter, state, REASON_OPERATOR, issued_by=operator, now=now)
+        except ValueError as exc:  # e.g. never_disconnect set a moment ago
+            raise SupplyError(str(exc)) from exc
+        operator_action_record(
+            operator,
+            "meter_force_state",
+            f"meter:{meter.public_id}",
+            now,
+            reason,
+            {"state": state, "seq": decision.seq},
+        )
+    return decision
+
+
+def meter_release(meter: Meter, reason: str, operator: str, now: datetime) -> int:
+    """End an operator's hold: the automatic rules decide again at once.
+
+    A decision is always sent (reason ``released`` when the rules would keep
+    the state), so the hold visibly ends. Recorded in the audit log. Raises
+    ``SupplyError`` when the meter is not held; returns the decisions sent (1).
+    """
+    _check_operator(reason, operator)
+    costs = avg_costs_uk(Grid.objects.get(pk=meter.grid_id), [meter.pk], now)
+
+    def decide(snapshot: MeterSnapshot) -> tuple[str, str]:
+        if snapshot.last_reason != REASON_OPERATOR:
+            raise SupplyError(f"meter {snapshot.public_id} is not held by an operator")
+        decision = supply_decide(_inputs(snapshot, costs.get(snapshot.meter_id, 0), held=False))
+        return (snapshot.supply_state, REASON_RELEASED) if decision is None else (decision.state, decision.reason)
+
+    with transaction.atomic():
+        sent = decisions_publish_bulk([meter.pk], decide, issued_by=operator, now=now)
+        if not sent:
+            raise SupplyError(f"meter {meter.public_id} is not active")
+        operator_action_record(operator, "meter_release", f"meter:{meter.public_id}", now, reason, {})
     return sent

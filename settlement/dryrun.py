@@ -8,7 +8,7 @@ The CSV format, decided here and documented in the command's ``--help``:
   ``meter``, ``import_wh``, ``export_wh`` in any order. Any other column is
   refused rather than ignored: a stray ``import_kwh`` or ``import_wh `` typo
   would otherwise silently settle on the wrong numbers;
-- one row per meter: a non-empty meter id, and whole non-negative Wh written
+- one row per meter: a non-empty, printable meter id, and whole non-negative Wh written
   with ASCII digits only (``1.5``, ``1e3``, ``+5``, ``1_000`` and ``-2`` are
   refused). Surrounding spaces are trimmed; blank lines are skipped;
 - a meter appears once. A header with no rows is a valid, empty interval.
@@ -59,6 +59,8 @@ def readings_parse(data: bytes | str) -> list[MeterUsage]:
         meter = fields[positions["meter"]].strip()
         if not meter:
             raise ReadingsError(f"line {line}: empty meter id")
+        if not meter.isprintable():
+            raise ReadingsError(f"line {line}: meter id {meter!r} holds control characters")
         if meter in first_seen:
             raise ReadingsError(f"line {line}: meter {meter!r} appears twice (first on line {first_seen[meter]})")
         first_seen[meter] = line

@@ -67,8 +67,10 @@ INSTALLED_APPS = [
     "utility.ledger",
     "utility.audit",
     "utility.residents",
+    "utility.payments",
     "meters",
     "settlement",
+    "contracts",
     "demo",
 ]
 
@@ -138,15 +140,37 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-# Celery (issue 4 adds the schedule); the embedded default runs tasks eagerly.
+# Celery (docs/operations.md, "Worker and beat"). Without a broker URL (the
+# embedded default) every task runs in-process at .delay(), eagerly.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+# A task is acknowledged only after it ran and requeued when its worker process
+# dies; every task is safe to run twice, so a crash costs a repeat, never a loss.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
+# Redis hands out again a task whose whole worker vanished (SIGKILL, power
+# loss) once it has been unacknowledged this long. Keep it above the longest
+# task (settling 100,000 meters takes seconds); a shorter one only repeats a
+# long task, which is safe. The beat's next settle_due (a minute) comes first.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 3600),
+    "unacked_restore_interval": env_int("CELERY_RESTORE_INTERVAL_S", 10),
+    "unacked_restore_throttle": 1,
+}
+# Each run expires before the next one is due, so a stopped worker does not
+# come back to a backlog of identical runs.
 CELERY_BEAT_SCHEDULE = {
-    "settle-due": {"task": "settlement.tasks.settle_due", "schedule": 60.0},
+    "settle-due": {"task": "settlement.tasks.settle_due", "schedule": 60.0, "options": {"expires": 55}},
+    "decisions-send-pending": {
+        "task": "meters.tasks.send_pending_decisions",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -169,3 +193,41 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Fiat ramps (docs/payments.md). "fake" is the embedded default: a local
+# stand-in for Stripe that pays, onboards and sends signed webhooks without an
+# account; it is refused when a live key is configured. "stripe" talks to
+# Stripe (STRIPE_API_BASE points the client elsewhere, e.g. localstripe).
+PAYMENTS_BACKEND = env_str("PAYMENTS_BACKEND", "fake")
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+# Connect events (payouts, account updates) come from a second endpoint in the
+# dashboard with its own signing secret; both secrets are accepted.
+STRIPE_CONNECT_WEBHOOK_SECRET = env_str("STRIPE_CONNECT_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where a resident's coin price and currency come from (a grid's rules); a
+# dotted path, so the core app does not import the meters app.
+PAYMENTS_PRICE_SOURCE = env_str("PAYMENTS_PRICE_SOURCE", "meters.pricing.coin_price_for")
+# Until the web app (issue 7) brings its own login page.
+LOGIN_URL = env_str("LOGIN_URL", "payments:login")
+CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "utility.payments.tasks.payments_reconcile", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["payments-fake-redeliver"] = {
+    "task": "utility.payments.tasks.fake_events_redeliver",
+    "schedule": 60.0,
+}
+
+# The chain mirror (contracts/, docs/chain.md). "embedded": an in-process EVM
+# that each process deploys and re-mirrors on start; "rpc": a JSON-RPC node at
+# CHAIN_RPC_URL, written with CHAIN_OPERATOR_KEY (the contract's owner).
+# CHAIN_MODE "accounts" posts every changed balance; "merkle" posts one root.
+CHAIN_BACKEND = env_str("CHAIN_BACKEND", "embedded")
+CHAIN_RPC_URL = env_str("CHAIN_RPC_URL", "")
+CHAIN_OPERATOR_KEY = env_str("CHAIN_OPERATOR_KEY", "")
+CHAIN_CONTRACT_ADDRESS = env_str("CHAIN_CONTRACT_ADDRESS", "")
+CHAIN_MODE = env_str("CHAIN_MODE", "accounts")
+# Gas budget of one batch transaction: sets the batch size (bench/RESULTS-chain.md).
+CHAIN_BATCH_GAS = env_int("CHAIN_BATCH_GAS", 15_000_000)
+CHAIN_RPC_TIMEOUT_S = env_int("CHAIN_RPC_TIMEOUT_S", 10)
+CHAIN_RECEIPT_TIMEOUT_S = env_int("CHAIN_RECEIPT_TIMEOUT_S", 60)
+CELERY_BEAT_SCHEDULE["chain-drain"] = {"task": "contracts.tasks.mirror_drain", "schedule": 30.0}

@@ -80,14 +80,18 @@ def connack_code(
         client.connect(host, port, keepalive=10)
     except OSError as exc:
         raise TimeoutError(f"cannot reach mosquitto at {host}:{port}: {exc}") from exc
-    client.loop_start()
+    # Driven by hand in this thread: no background reconnects to wait for.
+    deadline = time.monotonic() + timeout_s
     try:
-        if not done.wait(timeout_s):
-            raise TimeoutError(f"no CONNACK from {host}:{port} within {timeout_s} s")
+        while not done.is_set():
+            if time.monotonic() > deadline or client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                if done.is_set():
+                    break
+                raise TimeoutError(f"no CONNACK from {host}:{port} within {timeout_s} s")
         return result[0]
     finally:
         client.disconnect()
-        client.loop_stop()
+        client.loop(timeout=0.01)
 
 
 class MosquittoProcess:
@@ -282,6 +286,8 @@ class MqttProbe:
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._events["suback"].put([rc.value for rc in rcs])
         self.client.on_publish = self._on_publish
         self.client.on_message = lambda c, u, message: self.messages.put(message)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._puback_seen:
@@ -291,8 +297,16 @@ class MqttProbe:
     def connect(self) -> int:
         """Connect and return the CONNACK reason code (0 = accepted, 135 = not authorized)."""
         self.client.connect(self.broker.host, self.broker.port, keepalive=30, clean_start=self.clean_start)
-        self.client.loop_start()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
         return self._events["connack"].get(timeout=self.timeout_s)
+
+    def _loop(self) -> None:
+        # Like loop_start, minus the automatic reconnect: a refused or dropped
+        # connection stays down, and close() never waits for a backoff.
+        while not self._stop.is_set():
+            if self.client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                return
 
     def publish(self, topic: str, payload: bytes | dict, *, qos: int = 1, retain: bool = False) -> int:
         """Publish and return the PUBACK reason code (QoS 1): 0 success, 135 not authorized."""
@@ -317,7 +331,9 @@ class MqttProbe:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
     def __enter__(self) -> MqttProbe:
         return self

@@ -3,6 +3,8 @@ real Mosquitto 2.0 (the ``mosquitto`` fixture), MQTT v5 reason codes."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from meters.tests.factories import grid_make, meter_issue
@@ -125,16 +127,27 @@ def test_wrong_or_unknown_credentials_are_refused_at_connect(mosquitto, two_mete
             client.close()
 
 
-def test_an_inactive_meter_cannot_connect_after_sync(mosquitto, two_meters):
+def test_a_deactivated_meter_is_cut_off_at_the_next_reload(mosquitto, two_meters):
+    """On SIGHUP Mosquitto re-checks connected clients against the new password
+    file: B1, connected, is disconnected, and cannot log in again."""
     from meters.models import Meter
 
-    Meter.objects.filter(public_id="B1").update(active=False)
-    mosquitto.sync_credentials()
-    client = MqttProbe(mosquitto, "B1", two_meters["B1"])
+    b1 = probe(mosquitto, "B1", two_meters["B1"])
     try:
-        assert client.connect() == NOT_AUTHORIZED
+        disconnected = threading.Event()
+        b1.client.on_disconnect = lambda *args: disconnected.set()
+        Meter.objects.filter(public_id="B1").update(active=False)
+        mosquitto.sync_credentials()
+        assert disconnected.wait(5), "B1 is still connected after the reload"
     finally:
-        client.close()
+        b1.close()
+    refused = MqttProbe(mosquitto, "B1", two_meters["B1"])
+    try:
+        assert refused.connect() == NOT_AUTHORIZED
+    finally:
+        refused.close()
+    with probe(mosquitto, "A1", two_meters["A1"]) as a1:  # the others are unaffected
+        assert a1.publish("grid/demo/meters/A1/readings", READING) in DELIVERED
 
 
 def test_the_grid_level_is_not_pinned_by_the_broker(mosquitto, two_meters):
@@ -143,3 +156,22 @@ def test_the_grid_level_is_not_pinned_by_the_broker(mosquitto, two_meters):
     rejects that reading as a topic/grid mismatch."""
     with probe(mosquitto, "A1", two_meters["A1"]) as a1:
         assert a1.publish("grid/north/meters/A1/readings", READING) in DELIVERED
+
+
+def test_the_broker_drops_oversized_publishes(mosquitto, two_meters):
+    """max_packet_size 65536: a runaway meter is cut off at the broker (it is
+    disconnected, nothing is delivered) before it can flood the ingest; up to
+    that size the ingest rejects and acks it (too_large over 16 KiB)."""
+    with probe(mosquitto, mosquitto.backend_username, mosquitto.backend_password) as backend:
+        backend.subscribe("grid/+/meters/+/readings")
+        a1 = probe(mosquitto, "A1", two_meters["A1"], timeout_s=2)
+        try:
+            with pytest.raises(TimeoutError, match="no PUBACK"):
+                a1.publish("grid/demo/meters/A1/readings", b"x" * 70_000)
+        finally:
+            a1.close()  # the probe never reconnects, so never re-sends it
+        assert backend.next_message(timeout_s=0.5) is None
+        with probe(mosquitto, "A1", two_meters["A1"]) as again:
+            assert again.publish("grid/demo/meters/A1/readings", b"x" * 20_000) == 0
+        message = backend.next_message()
+        assert message is not None and len(message.payload) == 20_000

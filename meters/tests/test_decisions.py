@@ -123,6 +123,7 @@ BAD_DECISIONS = [
     ("connect", "Low Balance", "system", "reason must be"),
     ("connect", "x" * 61, "system", "reason must be"),
     ("connect", 7, "system", "reason must be"),
+    ("connect", "funded\n", "system", "reason must be"),
     ("connect", "funded", "", "issued_by"),
     ("connect", "funded", "x" * 151, "issued_by"),
 ]

@@ -248,3 +248,47 @@ def test_paho_publish_raises_when_no_broker_listens(paho_to):
     paho_to(f"mqtt://backend:x@127.0.0.1:{free_port()}")
     with pytest.raises(MqttPublishError, match="cannot reach"):
         mqtt_publish("grid/x/price", {})
+
+
+def test_memory_publish_many_records_each_message():
+    recorder = MemoryPublisher()
+    assert recorder.publish_many([("a/1", b"1"), ("a/2", b"2"), ("a/1", b"3")], qos=1, retain=True) == [True] * 3
+    assert [(m.topic, m.payload) for m in recorder.messages] == [("a/1", b"1"), ("a/2", b"2"), ("a/1", b"3")]
+    assert recorder.retained["a/1"].payload == b"3"
+
+
+@pytest.mark.services
+def test_paho_publish_many_pipelines_and_reports_each_message(mosquitto, paho_to, transactional_db):
+    from meters.tests.factories import grid_make, meter_issue
+
+    mosquitto.clear_retained()
+    issued = meter_issue(grid_make("many"), "P2")
+    mosquitto.sync_credentials()
+    paho_to(mosquitto.url)
+    messages = [(f"grid/many/meters/m{i}/decision", json.dumps({"seq": i}).encode()) for i in range(3000)]
+    started = time.monotonic()
+    assert publisher_get().publish_many(messages, qos=1, retain=True) == [True] * 3000
+    elapsed = time.monotonic() - started
+    with MqttProbe(mosquitto, mosquitto.backend_username, mosquitto.backend_password) as late:
+        assert late.connect() == 0
+        late.subscribe("grid/many/meters/m2999/decision")
+        message = late.next_message()
+        assert message is not None and message.retain and json.loads(message.payload) == {"seq": 2999}
+    assert elapsed < 10, f"3000 pipelined QoS 1 publishes took {elapsed:.1f} s"
+
+    # A meter's credentials: the broker takes its own topic and refuses the rest.
+    paho_to(f"mqtt://P2:{issued.secret}@{mosquitto.host}:{mosquitto.port}")
+    mixed = [
+        ("grid/many/meters/P2/readings", b"{}"),
+        ("grid/many/meters/X/readings", b"{}"),
+        ("grid/many/price", b"{}"),
+    ]
+    assert publisher_get().publish_many(mixed, qos=1) == [True, False, False]
+
+
+@pytest.mark.services
+def test_paho_publish_many_reports_nothing_confirmed_while_the_broker_is_down(spare_broker, paho_to):
+    paho_to(spare_broker.url, timeout_s=1)
+    assert publisher_get().publish_many([("grid/x/price", b"{}")]) == [True]
+    spare_broker.stop()
+    assert publisher_get().publish_many([("grid/x/price", b"{}"), ("grid/y/price", b"{}")]) == [False, False]

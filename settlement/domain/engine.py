@@ -20,8 +20,8 @@ import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import compress
-from operator import itemgetter
+from itertools import compress, islice
+from operator import eq, itemgetter
 from typing import NamedTuple, NoReturn
 
 from utility.lib.money import div_round_half_up, ratio_split
@@ -135,7 +135,7 @@ def _columns(usages: Iterable[MeterUsage]) -> tuple[list[str], list[int], list[i
     if rows and (
         not set(map(type, meter_ids)) <= {str}
         or not meter_ids[0]  # sorted, so an empty id would come first
-        or len(set(meter_ids)) != len(meter_ids)
+        or any(map(eq, meter_ids, islice(meter_ids, 1, None)))  # sorted, so a duplicate is a neighbour
         or not set(map(type, imports)) <= {int}
         or not set(map(type, exports)) <= {int}
         or min(imports) < 0

@@ -68,3 +68,55 @@ def ledger_size() -> LedgerSize:
         transactions=Transaction.objects.count(),
         entries=Entry.objects.count(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """An account's balance including exactly the entries up to ``through_entry_id``."""
+
+    account_id: int
+    code: str
+    balance_uk: int
+    through_entry_id: int
+
+
+def transaction_account_snapshots(transaction_id: int) -> list[AccountSnapshot]:
+    """The balances of the accounts a transaction touched, by account id.
+
+    One statement, so one snapshot: ``balance_uk`` and the account's last
+    entry id are read together. A transaction not yet committed cannot hide
+    behind them: it locks the account before writing its entries, so every
+    entry it adds gets an id above ``through_entry_id``.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.id, a.code, a.balance_uk, "
+            "(SELECT MAX(e2.id) FROM ledger_entry e2 WHERE e2.account_id = a.id) "
+            "FROM ledger_account a WHERE a.id IN "
+            "(SELECT e.account_id FROM ledger_entry e WHERE e.transaction_id = %s) ORDER BY a.id",
+            [transaction_id],
+        )
+        return [AccountSnapshot(pk, code, balance, through or 0) for pk, code, balance, through in cursor.fetchall()]
+
+
+def balances_through(through_entry_ids: dict[int, int]) -> dict[int, int]:
+    """Each account's balance (µk) including its entries up to the given entry
+    id: the cached balance minus the (few, recent) entries after it."""
+    if not through_entry_ids:
+        return {}
+    balances = dict(Account.objects.filter(pk__in=through_entry_ids).values_list("pk", "balance_uk"))
+    later: dict[int, int] = {}
+    ids = list(through_entry_ids)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        low = min(through_entry_ids[pk] for pk in chunk)
+        rows = Entry.objects.filter(account_id__in=chunk, id__gt=low).values_list("account_id", "id", "amount_uk")
+        for account_id, entry_id, amount_uk in rows.iterator(chunk_size=5000):
+            if entry_id > through_entry_ids[account_id]:
+                later[account_id] = later.get(account_id, 0) + amount_uk
+    return {pk: balances[pk] - later.get(pk, 0) for pk in through_entry_ids if pk in balances}
+
+
+def account_codes(account_ids: list[int]) -> dict[int, str]:
+    """Account id to code."""
+    return dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "code"))

@@ -45,7 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=1883, help="listener port in mosquitto.conf")
         parser.add_argument("--bind", default="", help="listener address in mosquitto.conf (default: all)")
         parser.add_argument("--data-dir", type=Path, help="persistence directory (default: OUT/data)")
-        parser.add_argument("--owner", help="chown the files to USER[:GROUP] (as root; Mosquitto must read them)")
+        parser.add_argument(
+            "--owner", help="chown the files to USER[:GROUP], names or ids (as root; Mosquitto must read them)"
+        )
 
     def handle(self, *args, **options) -> None:
         out: Path = options["out"].resolve()
@@ -99,11 +101,18 @@ class Command(BaseCommand):
         return mosquitto_hash(password), password
 
     def _owner(self, owner: str) -> tuple[int, int]:
-        """``USER[:GROUP]`` as uid and gid (the user's primary group by default)."""
+        """``USER[:GROUP]`` (names or numeric ids, e.g. ``1883:1883`` for the
+        eclipse-mosquitto image) as uid and gid; the group defaults to the
+        user's primary group."""
         user, _, group = owner.partition(":")
         try:
-            entry = pwd.getpwnam(user)
-            gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+            if user.isdigit():
+                uid, gid = int(user), int(user)
+            else:
+                entry = pwd.getpwnam(user)
+                uid, gid = entry.pw_uid, entry.pw_gid
+            if group:
+                gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError as exc:
             raise CommandError(f"--owner {owner}: no such user or group") from exc
-        return entry.pw_uid, gid
+        return uid, gid

@@ -156,11 +156,9 @@ def _interval_start(text: str) -> datetime:
 
 
 def _through(grid: Grid) -> str:
-    return (
-        format_utc(grid.settled_through)
-        if grid.settled_through
-        else f"nothing yet; starts {format_utc(grid.started_at)}"
-    )
+    if grid.settled_through is None:
+        return f"nothing yet; the first interval starts {format_utc(grid.started_at)}"
+    return format_utc(grid.settled_through)
 
 
 def _run_summary(closed: Closed) -> str:

@@ -1,0 +1,502 @@
+"""Benchmark: meter readings over MQTT into PostgreSQL, end to end.
+
+    python -m bench.ingest [--readings 100000] [--meters 200] [--publishers 4]
+                           [--backlog 200000] [--batch-size 1000] [--batch-ms 50]
+                           [--raw-messages 100000] [--no-meter-acks] [--results bench/RESULTS-ingest.md]
+
+What it measures, in one run, on its own Mosquitto (``meters/tests/mosquitto.py``:
+generated password file and ACL, persistence on) and its own database
+(``commonwatt_bench_ingest``, dropped, created and migrated):
+
+1. Raw limits: plain paho → Mosquitto → paho at QoS 1 (publisher processes,
+   one subscriber, no processing), and PostgreSQL COPY into a table shaped
+   like ``meters_reading`` (same columns and indexes).
+2. Live: ``manage.py ingest_mqtt`` running; ``--meters`` meters, spread over
+   ``--publishers`` processes, each meter with its own broker login, publish
+   ``--readings`` signed readings (QoS 1; every meter also subscribes to its ack
+   topic unless ``--no-meter-acks``). Accepted readings per second from the
+   first publish to the commit of the last reading.
+3. Backlog: the ingest stopped (its persistent session stays), ``--backlog``
+   readings are published and queued by the broker; then the ingest starts and
+   the drain is timed from starting the process to the last commit.
+
+Payloads are signed before the clock starts (signing is the meters' work, not
+the backend's). At the end it checks that every reading was stored exactly
+once and none was rejected, and it writes the figures to ``--results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import (
+    Progress,
+    bench_database_create,
+    fmt_rate,
+    fmt_s,
+    machine_description,
+    step,
+    table_markdown,
+    table_print,
+)
+
+BENCH_DB = "commonwatt_bench_ingest"
+ROOT = Path(__file__).resolve().parent.parent
+INTERVAL_S = 3600
+TARGET_RATE = 10_000
+BACKLOG_TARGET = (1_000_000, 120.0)  # readings, seconds
+
+
+# -- publisher processes (spawned: no Django in them) ----------------------------
+
+
+@dataclass(frozen=True)
+class PublisherJob:
+    host: str
+    port: int
+    meters: list[tuple[str, str, str]]  # (grid, public_id, secret)
+    first_start: datetime
+    first_index: int
+    per_meter: int
+    subscribe_acks: bool
+    username: str = ""  # raw mode: publish as this user to bench/raw
+    password: str = ""
+    raw_messages: int = 0
+
+
+def _payloads(job: PublisherJob) -> list[tuple[int, str, bytes]]:
+    from meters.tests.readings import MeterStream
+
+    streams = [MeterStream(grid, meter, secret, job.first_start, INTERVAL_S) for grid, meter, secret in job.meters]
+    # Interval by interval, meter by meter: how a fleet reports.
+    return [
+        (number, stream.topic, stream.payload(index))
+        for index in range(job.first_index, job.first_index + job.per_meter)
+        for number, stream in enumerate(streams)
+    ]
+
+
+def _client(job: PublisherJob, username: str, password: str, client_id: str):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(username, password)
+    client.max_inflight_messages_set(100)
+    client.connect(job.host, job.port, keepalive=60)
+    client.loop_start()
+    return client
+
+
+def publisher_main(job: PublisherJob, ready, go, results) -> None:
+    """Connect the job's meters, sign their payloads, wait for ``go``, publish
+    everything at QoS 1 and report ``(first publish, last PUBACK)`` wall times."""
+    if job.raw_messages:
+        body = b'{"v":1,"meter":"raw","seq":1,"period_start":"2026-01-01T00:00:00Z","pad":"' + b"x" * 250 + b'"}'
+        clients = [_client(job, job.username, job.password, f"raw-pub-{os.getpid()}")]
+        messages = [(0, "bench/raw", body)] * job.raw_messages
+    else:
+        messages = _payloads(job)
+        clients = [_client(job, meter, secret, meter) for _, meter, secret in job.meters]
+        if job.subscribe_acks:
+            for (grid, meter, _), client in zip(job.meters, clients, strict=True):
+                client.subscribe(f"grid/{grid}/meters/{meter}/ack", qos=1)
+    while not all(client.is_connected() for client in clients):
+        time.sleep(0.01)
+    ready.put(os.getpid())
+    go.wait()
+    started = time.time()
+    infos = [clients[number].publish(topic, payload, qos=1) for number, topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(300)
+    results.put((started, time.time(), sum(info.is_published() for info in infos)))
+    time.sleep(0.5)  # let the last acks to meters arrive before hanging up
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
+def raw_subscriber_main(host: str, port: int, username: str, password: str, expected: int, ready, results) -> None:
+    """Count ``bench/raw`` messages at QoS 1 (paho acks each on return) and
+    report ``(first, last)`` receive wall times."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    seen, times, done = [0], [0.0, 0.0], threading.Event()
+
+    def on_message(client, userdata, message):
+        seen[0] += 1
+        if seen[0] == 1:
+            times[0] = time.time()
+        if seen[0] >= expected:
+            times[1] = time.time()
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-sub-{os.getpid()}", protocol=mqtt.MQTTv5)
+    client.username_pw_set(username, password)
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: ready.put("subscribed")
+    client.on_connect = lambda c, *args: c.subscribe("bench/raw", qos=1)
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    done.wait(600)
+    results.put((times[0], times[1], seen[0]))
+    client.disconnect()
+    client.loop_stop()
+
+
+class Fleet:
+    """Runs publisher jobs in spawned processes and times them."""
+
+    def __init__(self) -> None:
+        self.context = mp.get_context("spawn")
+
+    def run(self, jobs: list[PublisherJob], before_go=None) -> tuple[float, float, int]:
+        ready, results, go = self.context.Queue(), self.context.Queue(), self.context.Event()
+        processes = [self.context.Process(target=publisher_main, args=(job, ready, go, results)) for job in jobs]
+        for process in processes:
+            process.start()
+        for _ in processes:
+            ready.get(timeout=600)
+        if before_go:
+            before_go()
+        go.set()
+        reports = [results.get(timeout=900) for _ in processes]
+        for process in processes:
+            process.join(30)
+        return min(r[0] for r in reports), max(r[1] for r in reports), sum(r[2] for r in reports)
+
+
+def split(items: list, parts: int) -> list[list]:
+    return [items[index::parts] for index in range(parts) if items[index::parts]]
+
+
+# -- the backend side -------------------------------------------------------------
+
+
+class Ingest:
+    """``manage.py ingest_mqtt`` as a subprocess on the bench database."""
+
+    def __init__(self, broker, database_url: str, workdir: Path, batch_size: int, batch_ms: int) -> None:
+        self.broker, self.database_url, self.log_path = broker, database_url, workdir / "ingest.log"
+        self.batch = ["--batch-size", str(batch_size), "--batch-ms", str(batch_ms), "--log-every", "100000"]
+        self.process: subprocess.Popen | None = None
+
+    def start(self, wait: bool = True) -> float:
+        """Start it; with ``wait``, return once it subscribed. Returns the start time."""
+        env = {**os.environ, "DATABASE_URL": self.database_url, "MQTT_URL": self.broker.url, "LOG_LEVEL": "INFO"}
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        started = time.time()
+        with open(self.log_path, "ab") as log:
+            command = [sys.executable, "manage.py", "ingest_mqtt", "--client-id", "bench-ingest", *self.batch]
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        while wait and "subscribed to" not in self.log_path.read_text(errors="replace")[offset:]:
+            if self.process.poll() is not None:
+                raise SystemExit(f"ingest_mqtt exited:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return started
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            if self.process.wait(60) != 0:
+                raise SystemExit(f"ingest_mqtt did not stop cleanly:\n{self.log_path.read_text()[-3000:]}")
+        self.process = None
+
+    def rate_lines(self) -> list[str]:
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if "messages in" in line]
+
+
+def counted(status: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(count), 0) FROM meters_ingestcounter WHERE status = %s", [status])
+        return int(cursor.fetchone()[0])
+
+
+def wait_accepted(target: int, label: str, timeout_s: float) -> float:
+    """Poll the accepted counter (committed with the readings) until ``target``;
+    return the wall time it was first seen there."""
+    progress = Progress(label, target)
+    deadline = time.monotonic() + timeout_s
+    base = counted("accepted") if target else 0
+    while True:
+        done = counted("accepted") - base
+        progress.advance(done - progress.done)
+        if done >= target:
+            seen = time.time()
+            progress.finish()
+            return seen
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{label}: only {done:,} of {target:,} accepted after {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
+def fleet_register(grid_slug: str, count: int, first_start: datetime) -> list[tuple[str, str, str]]:
+    from meters.services import grid_create, meter_add
+
+    grid = grid_create(grid_slug, f"Bench {grid_slug}", first_start)
+    return [
+        (grid_slug, issued.meter.public_id, issued.secret)
+        for issued in (meter_add(grid, f"{grid_slug}-{n:04d}", "consumer") for n in range(count))
+    ]
+
+
+def jobs_for(broker, meters, publishers: int, first_start: datetime, first_index: int, per_meter: int, acks: bool):
+    return [
+        PublisherJob(broker.host, broker.port, group, first_start, first_index, per_meter, acks)
+        for group in split(meters, publishers)
+    ]
+
+
+# -- the measurements ---------------------------------------------------------------
+
+
+def raw_mqtt(broker, messages: int, publishers: int) -> float:
+    """Messages per second through paho → Mosquitto → paho at QoS 1, no processing."""
+    context = mp.get_context("spawn")
+    ready, results = context.Queue(), context.Queue()
+    subscriber = context.Process(
+        target=raw_subscriber_main,
+        args=(broker.host, broker.port, broker.backend_username, broker.backend_password, messages, ready, results),
+    )
+    subscriber.start()
+    ready.get(timeout=60)
+    per = messages // publishers
+    jobs = [
+        PublisherJob(
+            broker.host,
+            broker.port,
+            [],
+            datetime.now(UTC),
+            0,
+            0,
+            False,
+            broker.backend_username,
+            broker.backend_password,
+            per + (messages - per * publishers if n == 0 else 0),
+        )
+        for n in range(publishers)
+    ]
+    with step(f"raw paho→mosquitto→paho QoS 1 ({messages:,})"):
+        started, _, published = Fleet().run(jobs)
+        _, last, received = results.get(timeout=600)
+    subscriber.join(30)
+    assert published == received == messages, (published, received)
+    return messages / (last - started)
+
+
+def raw_copy(rows: int) -> float:
+    """Rows per second COPY writes into a table shaped like ``meters_reading``."""
+    import io
+
+    from django.db import connection
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    text = "".join(
+        f"{n % 997 + 1}\t{(start + timedelta(hours=n // 997)).isoformat()}\t100\t0\t{n}\t0\t2300\t2400\t{n}\t"
+        f"{start.isoformat()}\tf\n"
+        for n in range(rows)
+    )
+    from meters.ingest import READING_COLUMNS
+
+    columns = ", ".join(READING_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_reading_copy")
+        cursor.execute("CREATE TABLE bench_reading_copy (LIKE meters_reading INCLUDING ALL)")
+        with step(f"COPY into a meters_reading twin ({rows:,})"):
+            started = time.perf_counter()
+            cursor.cursor.copy_expert(f"COPY bench_reading_copy ({columns}) FROM STDIN", io.StringIO(text))
+            elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_reading_copy")
+    return rows / elapsed
+
+
+@dataclass
+class Figures:
+    raw_mqtt_per_s: float = 0.0
+    raw_copy_per_s: float = 0.0
+    live_readings: int = 0
+    live_s: float = 0.0
+    backlog_readings: int = 0
+    backlog_publish_s: float = 0.0
+    backlog_drain_s: float = 0.0
+    ingest_lines: tuple[str, ...] = ()
+
+
+def live(broker, ingest: Ingest, args, figures: Figures) -> None:
+    per_meter = args.readings // args.meters
+    total = per_meter * args.meters
+    first_start = _hours_back(per_meter + 2)
+    with step(f"register {args.meters} meters (live)"):
+        meters = fleet_register("live", args.meters, first_start)
+        broker.sync_credentials()
+    ingest.start()
+    jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, not args.no_meter_acks)
+    sys.stderr.write(f"live: {args.publishers} publisher processes sign {total:,} readings, then publish\n")
+    started, published_at, published = Fleet().run(jobs)
+    finished = wait_accepted(total, f"live: {total:,} readings accepted", 900)
+    assert published == total
+    figures.live_readings, figures.live_s = total, finished - started
+    sys.stderr.write(f"live: publishing took {published_at - started:.1f} s, last commit {finished - started:.1f} s\n")
+
+
+def backlog(broker, ingest: Ingest, args, figures: Figures) -> None:
+    per_meter = args.backlog // args.meters
+    total = per_meter * args.meters
+    first_start = _hours_back(per_meter + 2)
+    with step(f"register {args.meters} meters (backlog)"):
+        meters = fleet_register("backlog", args.meters, first_start)
+        broker.sync_credentials()
+    ingest.stop()  # its persistent session stays on the broker and queues what follows
+    jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, False)
+    sys.stderr.write(f"backlog: ingest stopped; {args.publishers} processes sign and publish {total:,} readings\n")
+    started, published_at, published = Fleet().run(jobs)
+    assert published == total
+    figures.backlog_publish_s = published_at - started
+    before = counted("accepted")
+    drain_started = ingest.start(wait=False)
+    finished = wait_accepted(total, f"backlog: drain {total:,}", 1800)
+    figures.backlog_readings, figures.backlog_drain_s = total, finished - drain_started
+    assert counted("accepted") - before == total
+
+
+def _hours_back(count: int) -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=count)
+
+
+def books_check(expected: int) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT (meter_id, interval_start)) FROM meters_reading")
+        rows, distinct = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM meters_rejectedreading")
+        (rejected,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT meter_id FROM meters_reading GROUP BY meter_id "
+            "HAVING max(seq) - min(seq) + 1 <> count(*)) gaps"
+        )
+        (gapped,) = cursor.fetchone()
+    if (rows, distinct, rejected, gapped) != (expected, expected, 0, 0):
+        raise SystemExit(
+            f"wrong books: {rows=} {distinct=} (expected {expected}), {rejected=}, meters with gaps {gapped}"
+        )
+    sys.stderr.write(f"check: {rows:,} readings, each once, no gaps, nothing rejected\n")
+
+
+def report(args, figures: Figures) -> str:
+    from django.db import connection
+
+    live_rate = figures.live_readings / figures.live_s
+    drain_rate = figures.backlog_readings / figures.backlog_drain_s if figures.backlog_drain_s else 0
+    rows = [
+        ["raw: paho → Mosquitto → paho, QoS 1", f"{args.raw_messages:,} msgs", "", fmt_rate(figures.raw_mqtt_per_s)],
+        [
+            "raw: PostgreSQL COPY into a meters_reading twin",
+            f"{args.raw_messages:,} rows",
+            "",
+            fmt_rate(figures.raw_copy_per_s),
+        ],
+        [
+            f"live: {args.meters} meters, {args.publishers} publisher processes"
+            + ("" if args.no_meter_acks else ", meters get their acks"),
+            f"{figures.live_readings:,}",
+            fmt_s(figures.live_s),
+            fmt_rate(live_rate),
+        ],
+    ]
+    if figures.backlog_readings:
+        rows.append(
+            [
+                "backlog drain (from process start)",
+                f"{figures.backlog_readings:,}",
+                fmt_s(figures.backlog_drain_s),
+                fmt_rate(drain_rate),
+            ]
+        )
+    headers = ["what", "count", "seconds", "per second"]
+    table_print(headers, rows)
+    lines = [
+        "# Ingest benchmark",
+        "",
+        f"`python -m bench.ingest --readings {args.readings} --meters {args.meters} --publishers {args.publishers} "
+        f"--backlog {args.backlog} --batch-size {args.batch_size} --batch-ms {args.batch_ms}"
+        + (" --no-meter-acks" if args.no_meter_acks else "")
+        + "`",
+        "",
+        f"Machine: {machine_description()}, PostgreSQL {connection.cursor().connection.server_version // 10000}, "
+        f"Mosquitto 2.0 (persistence on), everything on the same machine. {datetime.now(UTC):%Y-%m-%d}.",
+        "",
+        table_markdown(headers, rows),
+        f"- End to end: {fmt_rate(live_rate)} accepted readings/s (target {TARGET_RATE:,}/s): "
+        + ("met." if live_rate >= TARGET_RATE else "NOT met."),
+    ]
+    if figures.backlog_readings:
+        extrapolated = BACKLOG_TARGET[0] / drain_rate
+        label = "measured" if figures.backlog_readings >= BACKLOG_TARGET[0] else "extrapolated linearly from this drain"
+        lines.append(
+            f"- Backlog: {figures.backlog_readings:,} queued readings drained in {fmt_s(figures.backlog_drain_s)} s; "
+            f"1,000,000 would take {extrapolated:.0f} s ({label}; target < {BACKLOG_TARGET[1]:.0f} s)."
+        )
+    lines += ["", "ingest_mqtt's own log lines:", "", "```", *figures.ingest_lines, "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--meters", type=int, default=200)
+    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--backlog", type=int, default=200_000, help="0 skips the backlog test")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-ms", type=int, default=50)
+    parser.add_argument("--raw-messages", type=int, default=100_000)
+    parser.add_argument("--no-meter-acks", action="store_true", help="meters do not subscribe to their acks")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS-ingest.md")
+    args = parser.parse_args(argv)
+
+    database_url = bench_database_create(BENCH_DB)
+    from meters.tests.mosquitto import MosquittoProcess
+
+    figures = Figures()
+    workdir = Path(tempfile.mkdtemp(prefix="cw-bench-ingest-"))
+    broker = MosquittoProcess(workdir / "mosquitto")
+    ingest = Ingest(broker, database_url, workdir, args.batch_size, args.batch_ms)
+    try:
+        with step("start mosquitto"):
+            broker.start()
+        figures.raw_mqtt_per_s = raw_mqtt(broker, args.raw_messages, args.publishers)
+        figures.raw_copy_per_s = raw_copy(args.raw_messages)
+        live(broker, ingest, args, figures)
+        if args.backlog:
+            backlog(broker, ingest, args, figures)
+        ingest.stop()
+        books_check(figures.live_readings + figures.backlog_readings)
+        figures.ingest_lines = tuple(ingest.rate_lines())
+    finally:
+        if ingest.process is not None:
+            ingest.process.kill()
+        broker.kill()
+    text = report(args, figures)
+    args.results.write_text(text)
+    sys.stderr.write(f"figures written to {args.results}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Send planned batches to the chain, in order, each exactly once.
+
+For every batch the signed transaction (nonce, tx hash, raw bytes) is
+committed to ``MirrorDelivery`` *before* it is broadcast. After a crash, a
+timeout or a node outage, the next drain finds that record and re-broadcasts
+the same bytes (a node that already has them says so, and the receipt tells
+the outcome). Only if the recorded nonce was consumed by another transaction
+is the same batch signed again with a new nonce; then at most one of the two
+can apply, because the contract refuses a batch it has already applied
+(``BatchAlreadyApplied``). One drain runs per deployment at a time (a lease
+claimed by conditional UPDATE).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from . import chain as chainlib
+from .models import ChainBalance, ChainDeployment, DeliveryStatus, MirrorBatch, MirrorDelivery
+from .services import Connected, chain_connected, mirror_settlement_plan
+from .sources import SETTLEMENT_TRANSACTION_KIND
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=120)
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    applied: int
+    pending: int
+    blocked_by: str = ""  # a failed batch or an unreachable node stops the drain
+    busy: bool = False  # another drain holds the lease
+
+
+def mirror_catch_up(limit: int = 100) -> int:
+    """Plan settlements whose mirror task never ran (lost message, chain code
+    deployed later): every settlement transaction without a plan. Returns how
+    many were planned."""
+    from utility.ledger.models import Transaction
+
+    missing = (
+        Transaction.objects.filter(kind=SETTLEMENT_TRANSACTION_KIND, mirror__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(mirror_settlement_plan(pk) is not None for pk in list(missing))
+
+
+def _undelivered(deployment: ChainDeployment, limit: int) -> list[MirrorBatch]:
+    applied = MirrorDelivery.objects.filter(batch=OuterRef("pk"), deployment=deployment, status=DeliveryStatus.APPLIED)
+    return list(
+        MirrorBatch.objects.filter(~Exists(applied)).select_related("settlement").order_by("pk")[:limit]
+    )
+
+
+def _claim(deployment: ChainDeployment) -> str | None:
+    token = secrets.token_hex(8)
+    now = timezone.now()
+    claimed = (
+        ChainDeployment.objects.filter(pk=deployment.pk)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_token=token, lease_until=now + LEASE)
+    )
+    return token if claimed else None
+
+
+def _renew(deployment: ChainDeployment, token: str) -> None:
+    ChainDeployment.objects.filter(pk=deployment.pk, lease_token=token).update(lease_until=timezone.now() + LEASE)
+
+
+def _release(deployment: ChainDeployment, token: str) -> None:
+    ChainDeployment.objects.filter(pk=deployment.pk, lease_token=token).update(lease_token="", lease_until=None)
+
+
+def mirror_drain(max_batches: int | None = None, connected: Connected | None = None) -> DrainResult:
+    """Deliver pending batches oldest first until none is left (or
+    ``max_batches``). A node that does not answer leaves the rest for the next
+    drain (ChainUnavailable is caught here and reported, never raised); a
+    reverted batch stops the queue, since later batches must not overtake it.
+    """
+    try:
+        connected = connected or chain_connected()
+    except chainlib.ChainUnavailable as exc:
+        return DrainResult(0, _pending_count(None), blocked_by=f"chain unavailable: {exc}")
+    deployment = connected.deployment
+    token = _claim(deployment)
+    if token is None:
+        return DrainResult(0, _pending_count(deployment), busy=True)
+    applied, blocked = 0, ""
+    try:
+        while max_batches is None or applied < max_batches:
+            todo = _undelivered(deployment, 50 if max_batches is None else min(50, max_batches - applied))
+            if not todo:
+                break
+            for batch in todo:
+                blocked = _deliver(connected.chain, deployment, batch)
+                if blocked:
+                    break
+                applied += 1
+                _renew(deployment, token)
+            if blocked:
+                break
+    except chainlib.ChainUnavailable as exc:
+        blocked = f"chain unavailable: {exc}"
+    finally:
+        _release(deployment, token)
+    if blocked:
+        log.warning("chain mirror stopped: %s", blocked)
+    return DrainResult(applied, _pending_count(deployment), blocked_by=blocked)
+
+
+def _pending_count(deployment: ChainDeployment | None) -> int:
+    if deployment is None:
+        return MirrorBatch.objects.count()
+    applied = MirrorDelivery.objects.filter(batch=OuterRef("pk"), deployment=deployment, status=DeliveryStatus.APPLIED)
+    return MirrorBatch.objects.filter(~Exists(applied)).count()
+
+
+def _sign(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch) -> chainlib.Signed:
+    planned = batch.settlement
+    digest = bytes.fromhex(planned.digest[2:])
+    nonce = chain.nonce(pending=True)
+    if batch.root:
+        return chain.sign_commit_root(
+            deployment.address, planned.settlement_id, bytes.fromhex(batch.root[2:]), digest, len(batch.items), nonce
+        )
+    items = [(item[1], item[2]) for item in batch.items]
+    return chain.sign_apply_batch(deployment.address, planned.settlement_id, batch.batch_no, items, digest, nonce)
+
+
+def _record(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, existing=None) -> MirrorDelivery:
+    """Sign the batch and commit the delivery record; only then is it sent."""
+    signed = _sign(chain, deployment, batch)
+    fields = {
+        "status": DeliveryStatus.SIGNED,
+        "nonce": signed.nonce,
+        "tx_hash": signed.tx_hash,
+        "raw_tx": signed.raw.hex(),
+        "gas_limit": signed.gas_limit,
+        "signed_at": timezone.now(),
+    }
+    if existing is None:
+        return MirrorDelivery.objects.create(batch=batch, deployment=deployment, **fields)
+    for name, value in fields.items():
+        setattr(existing, name, value)
+    existing.attempts += 1
+    existing.save()
+    return existing
+
+
+def _deliver(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch) -> str:
+    """Bring one batch to applied; returns why not ("" when applied)."""
+    delivery = MirrorDelivery.objects.filter(batch=batch, deployment=deployment).first()
+    if delivery is not None and delivery.status == DeliveryStatus.FAILED:
+        return f"{batch} failed: {delivery.error or 'reverted'} ({delivery.tx_hash})"
+    if delivery is None:
+        delivery = _record(chain, deployment, batch)
+    else:
+        receipt = chain.receipt(delivery.tx_hash)
+        if receipt is not None:
+            return _finish(chain, deployment, delivery, receipt)
+        if chain.nonce(pending=False) > delivery.nonce:
+            # Our nonce was spent by another transaction and ours can never be
+            # mined: sign the same batch again (the contract applies it once).
+            delivery = _record(chain, deployment, batch, existing=delivery)
+    chain.send_raw(bytes.fromhex(delivery.raw_tx))
+    receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
+    if receipt is None:
+        raise chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {settings.CHAIN_RECEIPT_TIMEOUT_S} s")
+    return _finish(chain, deployment, delivery, receipt)
+
+
+def _finish(
+    chain: chainlib.Chain, deployment: ChainDeployment, delivery: MirrorDelivery, receipt: chainlib.Receipt
+) -> str:
+    batch = delivery.batch
+    if not receipt.ok:
+        planned = batch.settlement
+        if not chain.read(deployment.address, "isApplied", planned.settlement_id, batch.batch_no):
+            delivery.status, delivery.error = DeliveryStatus.FAILED, "reverted"
+            delivery.gas_used, delivery.block_number = receipt.gas_used, receipt.block_number
+            delivery.save()
+            return f"{batch} reverted ({delivery.tx_hash})"
+        # An earlier transaction of this very batch applied it; this one was refused.
+        delivery.error = f"refused as already applied (tx {delivery.tx_hash})"
+    with transaction.atomic():
+        delivery.status = DeliveryStatus.APPLIED
+        delivery.gas_used, delivery.block_number = receipt.gas_used, receipt.block_number
+        delivery.applied_at = timezone.now()
+        delivery.save()
+        if not batch.root:
+            ChainBalance.objects.bulk_create(
+                [
+                    ChainBalance(
+                        deployment=deployment,
+                        account_id=account_id,
+                        address=address,
+                        balance_uk=balance_uk,
+                        through_entry_id=through,
+                        delivery=delivery,
+                    )
+                    for account_id, address, balance_uk, through in batch.items
+                ],
+                update_conflicts=True,
+                unique_fields=["deployment", "account"],
+                update_fields=["address", "balance_uk", "through_entry_id", "delivery"],
+                batch_size=1000,
+            )
+    return ""
