@@ -25,11 +25,13 @@ def mosquitto(tmp_path_factory):
     meters. Fails, never skips, when the broker cannot start."""
     from meters.tests.mosquitto import MosquittoProcess
 
-    broker = MosquittoProcess(tmp_path_factory.mktemp("mosquitto"))
+    broker = None
     try:
+        broker = MosquittoProcess(tmp_path_factory.mktemp("mosquitto"))
         broker.start()
     except RuntimeError as exc:
-        broker.kill()
+        if broker is not None:
+            broker.kill()
         pytest.fail(f"cannot start the test Mosquitto: {exc}", pytrace=False)
     yield broker
     broker.kill()

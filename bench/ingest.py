@@ -227,12 +227,11 @@ def counted(status: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def wait_accepted(target: int, label: str, timeout_s: float) -> float:
-    """Poll the accepted counter (committed with the readings) until ``target``;
-    return the wall time it was first seen there."""
+def wait_accepted(base: int, target: int, label: str, timeout_s: float) -> float:
+    """Poll the accepted counter (committed with the readings) until ``target``
+    more than ``base`` were accepted; return the wall time that was first seen."""
     progress = Progress(label, target)
     deadline = time.monotonic() + timeout_s
-    base = counted("accepted") if target else 0
     while True:
         done = counted("accepted") - base
         progress.advance(done - progress.done)
@@ -347,8 +346,9 @@ def live(broker, ingest: Ingest, args, figures: Figures) -> None:
     ingest.start()
     jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, not args.no_meter_acks)
     sys.stderr.write(f"live: {args.publishers} publisher processes sign {total:,} readings, then publish\n")
+    base = counted("accepted")
     started, published_at, published = Fleet().run(jobs)
-    finished = wait_accepted(total, f"live: {total:,} readings accepted", 900)
+    finished = wait_accepted(base, total, f"live: {total:,} readings accepted", 900)
     assert published == total
     figures.live_readings, figures.live_s = total, finished - started
     sys.stderr.write(f"live: publishing took {published_at - started:.1f} s, last commit {finished - started:.1f} s\n")
@@ -369,7 +369,7 @@ def backlog(broker, ingest: Ingest, args, figures: Figures) -> None:
     figures.backlog_publish_s = published_at - started
     before = counted("accepted")
     drain_started = ingest.start(wait=False)
-    finished = wait_accepted(total, f"backlog: drain {total:,}", 1800)
+    finished = wait_accepted(before, total, f"backlog: drain {total:,}", 1800)
     figures.backlog_readings, figures.backlog_drain_s = total, finished - drain_started
     assert counted("accepted") - before == total
 

@@ -41,7 +41,7 @@ DEPLOY_GAS = 2_000_000
 # The limit assumes every account is new, so a batch never runs out of gas.
 BATCH_BASE_GAS = 80_000
 GAS_PER_NEW_ACCOUNT = 24_000
-ROOT_GAS = 120_000
+ROOT_GAS = 200_000
 PRIORITY_FEE_WEI = 1_000_000_000
 
 
@@ -162,6 +162,7 @@ class Chain:
             for name, signature in [
                 ("applyBatch", "applyBatch(uint256,uint256,address[],int256[],bytes32)"),
                 ("commitRoot", "commitRoot(uint256,bytes32,bytes32,uint256)"),
+                ("balancesOf", "balancesOf(address[])"),
             ]
         }
         # py-evm is not thread-safe; a node serializes on its own.
@@ -179,9 +180,15 @@ class Chain:
         with self.lock, _translated():
             return self.w3.eth.get_transaction_count(self.operator, "pending" if pending else "latest")
 
-    def _sign(self, to: str | None, data: bytes, nonce: int, gas_limit: int, key: Any = None) -> Signed:
-        with _translated():
-            base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas", 0)
+    def base_fee(self) -> int:
+        """The latest block's base fee (wei per gas)."""
+        with self.lock, _translated():
+            return self.w3.eth.get_block("latest").get("baseFeePerGas", 0)
+
+    def _sign(
+        self, to: str | None, data: bytes, nonce: int, gas_limit: int, key: Any = None, base_fee: int | None = None
+    ) -> Signed:
+        base_fee = self.base_fee() if base_fee is None else base_fee
         tx = {
             "chainId": self.chain_id,
             "nonce": nonce,
@@ -206,19 +213,27 @@ class Chain:
         items: Sequence[tuple[str, int]],
         digest: bytes,
         nonce: int,
+        base_fee: int | None = None,
     ) -> Signed:
         """``applyBatch`` for ``items`` of (address, balance µk), signed, not sent."""
         data = encoding.apply_batch_calldata(self._selector["applyBatch"], settlement_id, batch_no, items, digest)
-        return self._sign(address, data, nonce, BATCH_BASE_GAS + GAS_PER_NEW_ACCOUNT * len(items))
+        return self._sign(address, data, nonce, BATCH_BASE_GAS + GAS_PER_NEW_ACCOUNT * len(items), base_fee=base_fee)
 
     def sign_commit_root(
-        self, address: str, settlement_id: int, root: bytes, digest: bytes, account_count: int, nonce: int
+        self,
+        address: str,
+        settlement_id: int,
+        root: bytes,
+        digest: bytes,
+        account_count: int,
+        nonce: int,
+        base_fee: int | None = None,
     ) -> Signed:
         """``commitRoot`` (Merkle mode), signed, not sent."""
         data = self._selector["commitRoot"] + b"".join(
             [settlement_id.to_bytes(32, "big"), root, digest, account_count.to_bytes(32, "big")]
         )
-        return self._sign(address, data, nonce, ROOT_GAS)
+        return self._sign(address, data, nonce, ROOT_GAS, base_fee=base_fee)
 
     def send_raw(self, raw: bytes) -> None:
         """Broadcast a signed transaction; sending one the node already has is fine."""
@@ -301,9 +316,12 @@ class Chain:
     def balances_of(self, address: str, accounts: Sequence[str], chunk: int = 1000) -> list[int]:
         """On-chain balances (µk) of ``accounts``, ``chunk`` per eth_call."""
         result: list[int] = []
+        to = Web3.to_checksum_address(address)
         for start in range(0, len(accounts), chunk):
-            part = [Web3.to_checksum_address(a) for a in accounts[start : start + chunk]]
-            result.extend(self.read(address, "balancesOf", part))
+            data = encoding.balances_of_calldata(self._selector["balancesOf"], accounts[start : start + chunk])
+            with self.lock, _translated():
+                output = self.w3.eth.call({"to": to, "data": "0x" + data.hex()})
+            result.extend(encoding.int256_array_decoded(bytes(output)))
         return result
 
     def fund(self, recipient: str, wei: int) -> None:

@@ -13,13 +13,14 @@ claimed by conditional UPDATE).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -30,6 +31,8 @@ from .sources import SETTLEMENT_TRANSACTION_KIND
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=120)
+# Batches of one settlement in flight at once (sent back to back, receipts after).
+WINDOW = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +99,13 @@ def mirror_drain(max_batches: int | None = None, connected: Connected | None = N
         return DrainResult(0, _pending_count(deployment), busy=True)
     applied, blocked = 0, ""
     try:
-        while max_batches is None or applied < max_batches:
-            todo = _undelivered(deployment, 50 if max_batches is None else min(50, max_batches - applied))
+        while not blocked and (max_batches is None or applied < max_batches):
+            todo = _undelivered(deployment, WINDOW if max_batches is None else min(WINDOW, max_batches - applied))
             if not todo:
                 break
-            for batch in todo:
-                blocked = _deliver(connected.chain, deployment, batch)
-                if blocked:
-                    break
-                applied += 1
-                _renew(deployment, token)
-            if blocked:
-                break
+            done, blocked = _deliver_window(connected.chain, deployment, _same_settlement(todo))
+            applied += done
+            _renew(deployment, token)
     except chainlib.ChainUnavailable as exc:
         blocked = f"chain unavailable: {exc}"
     finally:
@@ -117,6 +115,40 @@ def mirror_drain(max_batches: int | None = None, connected: Connected | None = N
     return DrainResult(applied, _pending_count(deployment), blocked_by=blocked)
 
 
+def _same_settlement(batches: list[MirrorBatch]) -> list[MirrorBatch]:
+    """The leading batches of one settlement: they may be in flight together,
+    because the contract applies a settlement's batches strictly in order (a
+    later settlement's batches never overtake an earlier one's)."""
+    first = batches[0].settlement_id
+    return [batch for batch in itertools.takewhile(lambda b: b.settlement_id == first, batches)]
+
+
+def _deliver_window(chain: chainlib.Chain, deployment: ChainDeployment, batches: list[MirrorBatch]) -> tuple[int, str]:
+    """Send the window's batches back to back, then collect the receipts in
+    order; returns (how many applied, why it stopped or "")."""
+    in_flight: list[MirrorDelivery] = []
+    base_fee = chain.base_fee()
+    for batch in batches:
+        delivery = _dispatch(chain, deployment, batch, base_fee)
+        if isinstance(delivery, str):
+            return _collect(chain, deployment, in_flight)[0], delivery
+        in_flight.append(delivery)
+    return _collect(chain, deployment, in_flight)
+
+
+def _collect(chain: chainlib.Chain, deployment: ChainDeployment, in_flight: list[MirrorDelivery]) -> tuple[int, str]:
+    applied = 0
+    for delivery in in_flight:
+        receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
+        if receipt is None:
+            raise chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {settings.CHAIN_RECEIPT_TIMEOUT_S} s")
+        blocked = _finish(chain, deployment, delivery, receipt)
+        if blocked:
+            return applied, blocked
+        applied += 1
+    return applied, ""
+
+
 def _pending_count(deployment: ChainDeployment | None) -> int:
     if deployment is None:
         return MirrorBatch.objects.count()
@@ -124,21 +156,26 @@ def _pending_count(deployment: ChainDeployment | None) -> int:
     return MirrorBatch.objects.filter(~Exists(applied)).count()
 
 
-def _sign(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch) -> chainlib.Signed:
+def _sign(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, base_fee: int) -> chainlib.Signed:
     planned = batch.settlement
     digest = bytes.fromhex(planned.digest[2:])
     nonce = chain.nonce(pending=True)
     if batch.root:
+        root = bytes.fromhex(batch.root[2:])
         return chain.sign_commit_root(
-            deployment.address, planned.settlement_id, bytes.fromhex(batch.root[2:]), digest, len(batch.items), nonce
+            deployment.address, planned.settlement_id, root, digest, len(batch.items), nonce, base_fee
         )
     items = [(item[1], item[2]) for item in batch.items]
-    return chain.sign_apply_batch(deployment.address, planned.settlement_id, batch.batch_no, items, digest, nonce)
+    return chain.sign_apply_batch(
+        deployment.address, planned.settlement_id, batch.batch_no, items, digest, nonce, base_fee
+    )
 
 
-def _record(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, existing=None) -> MirrorDelivery:
+def _record(
+    chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, base_fee: int, existing=None
+) -> MirrorDelivery:
     """Sign the batch and commit the delivery record; only then is it sent."""
-    signed = _sign(chain, deployment, batch)
+    signed = _sign(chain, deployment, batch, base_fee)
     fields = {
         "status": DeliveryStatus.SIGNED,
         "nonce": signed.nonce,
@@ -156,26 +193,25 @@ def _record(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBat
     return existing
 
 
-def _deliver(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch) -> str:
-    """Bring one batch to applied; returns why not ("" when applied)."""
+def _dispatch(
+    chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, base_fee: int
+) -> MirrorDelivery | str:
+    """Get one batch's transaction to the node: record and send a new one, or
+    re-send the recorded one (signing it anew only if its nonce was spent by
+    another transaction). Returns the delivery, or why the queue is blocked."""
     delivery = MirrorDelivery.objects.filter(batch=batch, deployment=deployment).first()
     if delivery is not None and delivery.status == DeliveryStatus.FAILED:
         return f"{batch} failed: {delivery.error or 'reverted'} ({delivery.tx_hash})"
     if delivery is None:
-        delivery = _record(chain, deployment, batch)
-    else:
-        receipt = chain.receipt(delivery.tx_hash)
-        if receipt is not None:
-            return _finish(chain, deployment, delivery, receipt)
-        if chain.nonce(pending=False) > delivery.nonce:
-            # Our nonce was spent by another transaction and ours can never be
-            # mined: sign the same batch again (the contract applies it once).
-            delivery = _record(chain, deployment, batch, existing=delivery)
+        delivery = _record(chain, deployment, batch, base_fee)
+    elif chain.receipt(delivery.tx_hash) is not None:
+        return delivery  # it was mined; _collect reads the receipt
+    elif chain.nonce(pending=False) > delivery.nonce:
+        # Our nonce was spent by another transaction and ours can never be
+        # mined: sign the same batch again (the contract applies it once).
+        delivery = _record(chain, deployment, batch, base_fee, existing=delivery)
     chain.send_raw(bytes.fromhex(delivery.raw_tx))
-    receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
-    if receipt is None:
-        raise chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {settings.CHAIN_RECEIPT_TIMEOUT_S} s")
-    return _finish(chain, deployment, delivery, receipt)
+    return delivery
 
 
 def _finish(
@@ -197,21 +233,36 @@ def _finish(
         delivery.applied_at = timezone.now()
         delivery.save()
         if not batch.root:
-            ChainBalance.objects.bulk_create(
-                [
-                    ChainBalance(
-                        deployment=deployment,
-                        account_id=account_id,
-                        address=address,
-                        balance_uk=balance_uk,
-                        through_entry_id=through,
-                        delivery=delivery,
-                    )
-                    for account_id, address, balance_uk, through in batch.items
-                ],
-                update_conflicts=True,
-                unique_fields=["deployment", "account"],
-                update_fields=["address", "balance_uk", "through_entry_id", "delivery"],
-                batch_size=1000,
-            )
+            _chain_balances_write(deployment, delivery, batch.items)
     return ""
+
+
+def _chain_balances_write(deployment: ChainDeployment, delivery: MirrorDelivery, items: list[list]) -> None:
+    """Upsert what the deployment now holds for each account of the batch."""
+    if connection.vendor == "postgresql":
+        columns = list(zip(*items, strict=True)) if items else [[], [], [], []]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO contracts_chainbalance "
+                "(deployment_id, account_id, address, balance_uk, through_entry_id, delivery_id) "
+                "SELECT %s, x.a, x.ad, x.b, x.t, %s "
+                "FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) AS x(a, ad, b, t) "
+                "ON CONFLICT (deployment_id, account_id) DO UPDATE SET address = EXCLUDED.address, "
+                "balance_uk = EXCLUDED.balance_uk, through_entry_id = EXCLUDED.through_entry_id, "
+                "delivery_id = EXCLUDED.delivery_id",
+                [deployment.pk, delivery.pk, *map(list, columns)],
+            )
+        return
+    ChainBalance.objects.bulk_create(
+        [
+            ChainBalance(
+                deployment=deployment, account_id=account_id, address=address,
+                balance_uk=balance_uk, through_entry_id=through, delivery=delivery,
+            )
+            for account_id, address, balance_uk, through in items
+        ],
+        update_conflicts=True,
+        unique_fields=["deployment", "account"],
+        update_fields=["address", "balance_uk", "through_entry_id", "delivery"],
+        batch_size=500,
+    )  # fmt: skip

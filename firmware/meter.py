@@ -81,6 +81,7 @@ COUNTERS = (
     "connects",
     "connect_failures",
     "journal_corrupt",
+    "compactions",
 )
 
 
@@ -100,6 +101,8 @@ def config_build(config):
         default = DEFAULTS[key]
         if type(default) is int and (type(merged[key]) is not int or merged[key] < 1):
             raise ValueError("config: " + key + " must be a positive integer")
+    if merged["report_clock"] not in (True, False):
+        raise ValueError("config: report_clock is true or false")
     if merged["initial_state"] not in ("connect", "disconnect"):
         raise ValueError("config: initial_state is connect or disconnect")
     if 86400 % merged["interval_s"]:
@@ -169,6 +172,7 @@ class Meter:
         self._hold_until = {}  # seq -> monotonic s before which it is not re-sent
         self._dirty = False
         self._last_persist = 0
+        self._compacted_size = 0
         self._failures = 0
         self._next_attempt = 0
         transport.set_callback(self.on_message)
@@ -239,13 +243,18 @@ class Meter:
         self._last_persist = self.clock.monotonic()
         if then is not None:
             then()
-        if self.journal.size() > self.config["journal_max_bytes"]:
+        # Compact once the appended records exceed journal_max_bytes, counted
+        # past the last compaction's size: a big backlog alone does not
+        # trigger a rewrite on every write (flash wears out).
+        if self.journal.size() > self._compacted_size + self.config["journal_max_bytes"]:
             self._compact()
 
     def _compact(self):
         records = [{"t": "q", "r": list(reading)} for reading in self.backlog.items()]
         records.append({"t": "s", "st": self.state})
         self.journal.rewrite(records)
+        self._compacted_size = self.journal.size()
+        self.counters["compactions"] += 1
 
     def _next_state(self):
         state = dict(self.state)

@@ -53,7 +53,9 @@ def _golden(checks, golden_dir):
         signer = Signer(case["secret"])
         payload = _read(golden_dir + "/" + name + ".payload.json")
         canonical = _read(golden_dir + "/" + name + ".canonical")
-        checks.check(name + ": secret bytes", case["secret"].encode("utf-8") == binascii.unhexlify(case["secret_utf8_hex"]))
+        checks.check(
+            name + ": secret bytes", case["secret"].encode("utf-8") == binascii.unhexlify(case["secret_utf8_hex"])
+        )
         if case["reading"] is not None:
             meter = case["topic"].split("/")[3]
             body = reading_body(meter, tuple(case["reading"]), True)

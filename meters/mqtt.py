@@ -194,7 +194,7 @@ class PahoPublisher:
     def _where(self) -> str:
         return f"{self.endpoint.host}:{self.endpoint.port}"
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._connack.append(reason_code.value)
         self._answered.set()
         if reason_code.value == 0:
@@ -202,11 +202,11 @@ class PahoPublisher:
         else:
             logger.error("MQTT publisher login refused: %s", reason_code)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._connected.clear()
         logger.warning("MQTT publisher disconnected (%s); paho reconnects", reason_code)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         self._puback[mid] = reason_code.value
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> PublishResult:

@@ -6,11 +6,11 @@ The CSV format, decided here and documented in the command's ``--help``:
 - UTF-8 (a byte-order mark is allowed), comma-separated, standard quoting;
 - the first non-blank line is the header and names exactly the columns
   ``meter``, ``import_wh``, ``export_wh`` in any order. Any other column is
-  refused rather than ignored: a stray ``import_kwh`` or ``import_wh `` typo
-  would otherwise silently settle on the wrong numbers;
-- one row per meter: a non-empty, printable meter id, and whole non-negative Wh written
-  with ASCII digits only (``1.5``, ``1e3``, ``+5``, ``1_000`` and ``-2`` are
-  refused). Surrounding spaces are trimmed; blank lines are skipped;
+  refused rather than ignored: an ``import_kwh`` column next to (or instead
+  of) ``import_wh`` would otherwise settle silently on the wrong numbers;
+- one row per meter: a non-empty, printable meter id, and whole non-negative
+  Wh in ASCII digits only (``1.5``, ``1e3``, ``+5``, ``1_000`` and ``-2`` are
+  refused). Spaces around names and values are trimmed; blank lines are skipped;
 - a meter appears once. A header with no rows is a valid, empty interval.
 
 Every error is a ``ReadingsError`` whose message starts with the line number.

@@ -133,6 +133,19 @@ def test_hand_encoded_calldata_is_what_web3_encodes(embedded):
         assert "0x" + mine.hex() == expected.lower()
 
 
+def test_hand_encoded_lines_are_what_eth_abi_encodes():
+    rng = random.Random(6)
+    for count in (0, 1, 50):
+        lines = [
+            encoding.ChainLine(f"M-{i}", rng.randrange(2**40), rng.randrange(2**40), rng.randrange(2**63), 0)
+            for i in range(count)
+        ]
+        rows = encoding.canonical_lines(lines)
+        assert encoding.lines_encoded(9, rows) == encoding.lines_encoded_reference(9, rows)
+    with pytest.raises(ValueError):
+        encoding.line_digest(1, [encoding.ChainLine("M-1", -1, 0, 0, 0)])
+
+
 def test_merkle_proofs_verify_on_chain(mirror, settings):
     connected = chain_connected()
     chain, address = connected.chain, connected.deployment.address

@@ -167,11 +167,11 @@ def test_node_stopped_mid_mirror_then_restarted(mirror, settings, settlements, m
     outage = Outage(mirror, anvil, connected, monkeypatch)
     outage.before_send(monkeypatch, at=2)
     first = settlements.post(FIRST)
-    tasks.mirror_settlement(first.transaction_id)  # batch 0 lands, the node dies sending batch 1
+    tasks.mirror_settlement(first.transaction_id)  # batch 0 goes out, the node dies sending batch 1
     recorded = MirrorDelivery.objects.get(batch__batch_no=1)
     assert recorded.status == DeliveryStatus.SIGNED and recorded.tx_hash  # recorded before it was sent
     status = mirror_status()
-    assert not status.reachable and status.batches_pending == 2
+    assert not status.reachable and status.batches_pending == 3  # batch 0's receipt is not read yet
     # Settlement goes on while the chain is down: the next one is planned and waits.
     second = settlements.post(SECOND)
     assert tasks.mirror_settlement(second.transaction_id) == 2
@@ -179,7 +179,7 @@ def test_node_stopped_mid_mirror_then_restarted(mirror, settings, settlements, m
     assert MirrorBatch.objects.count() == 5 and MirrorDelivery.objects.count() == 2
     outage.start()
     result = tasks.mirror_drain()
-    assert result["applied"] == 4 and result["pending"] == 0 and not result["blocked_by"]
+    assert result["applied"] == 5 and result["pending"] == 0 and not result["blocked_by"]
     resent = MirrorDelivery.objects.get(batch__batch_no=1, batch__settlement__settlement_id=first.settlement_id)
     assert resent.tx_hash == recorded.tx_hash and resent.attempts == 1  # the same transaction, re-sent
     events = applied_events(connected)

@@ -3,6 +3,9 @@ Mosquitto of our own on a free port (the firmware does not depend on the
 platform's broker setup). A missing ``mosquitto`` fails the tests that need
 it; it never skips them."""
 
+import hashlib
+import hmac
+import json
 import os
 import shutil
 import socket
@@ -57,23 +60,59 @@ class Rig:
             self.transport.crash()
         return self.start()
 
-    def run(self, seconds, step=1):
+    def run(self, seconds, step=1, backend=None):
         for _ in range(0, seconds, step):
             self.clock.advance(step)
             self.meter.tick()
+            if backend is not None:
+                backend.poll()
+                self.meter.tick()
 
     def published(self, leaf):
         return [payload for topic, payload, _ in self.broker.published if topic == BASE + leaf]
 
     def ack(self, seq, status="accepted", reason=None):
-        import json
-
         self.broker.publish(BASE + "ack", json.dumps({"seq": seq, "status": status, "reason": reason}).encode())
         self.meter.tick()
 
     def decide(self, payload, retain=True):
         self.broker.publish(BASE + "decision", payload, retain)
         self.meter.tick()
+
+
+class Backend:
+    """A stand-in for the platform's ingest on a ``MemoryBroker``: verifies each
+    reading with the standard library (json.dumps + hmac), stores it and acks
+    ``accepted`` (``duplicate`` for a seq it already has)."""
+
+    def __init__(self, broker, secret=SECRET):
+        self.secret = secret
+        self.received = {}
+        self.acks = []
+        self.transport = MemoryTransport(broker)
+        self.transport.set_callback(self._on_reading)
+        self.transport.connect("backend")
+        self.transport.subscribe("grid/+/meters/+/readings")
+
+    def _on_reading(self, topic, payload):
+        body = json.loads(payload)
+        canonical = json.dumps(
+            {k: v for k, v in body.items() if k != "sig"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        expected = hmac.new(self.secret.encode(), canonical, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, body.get("sig", "")):
+            status, reason = "rejected", "bad_signature"
+        elif body["seq"] in self.received:
+            status, reason = "duplicate", None
+        else:
+            self.received[body["seq"]] = body
+            status, reason = "accepted", None
+        self.acks.append((body["seq"], status))
+        ack = json.dumps({"seq": body["seq"], "status": status, "reason": reason}).encode()
+        self.transport.publish(topic.rsplit("/", 1)[0] + "/ack", ack)
+
+    def poll(self):
+        self.transport.poll()
 
 
 @pytest.fixture
@@ -101,8 +140,7 @@ class AnonymousMosquitto:
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
         self.conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            f"log_dest file {self.log}\n"
+            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\nlog_dest file {self.log}\n"
         )
         self.process = None
 

@@ -80,7 +80,7 @@ def test_profile_source_integrates_watt_seconds_exactly():
 
 
 def test_modbus_frames_and_crc():
-    assert modbus.request(1, 0, 2) == bytes.fromhex("010400000002" "71cb")
+    assert modbus.request(1, 0, 2) == bytes.fromhex("01040000000271cb")
     values = struct.pack(">ff", 1234.5, 0.25)
     frame = bytes([1, 4, 8]) + values
     frame += struct.pack("<H", modbus.crc16(frame))

@@ -25,7 +25,13 @@ def test_interval_floor_is_aligned_and_contains(epoch_s, interval_s):
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00"],
+    [
+        "2026-02-29T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01 00:00:00Z",
+        "2026-01-01T00:00:00",
+    ],
 )
 def test_utc_parse_refuses_what_is_not_a_utc_second(text):
     with pytest.raises(ValueError):

@@ -41,8 +41,12 @@ START_TIMEOUT_S = 10.0
 
 def mosquitto_binary() -> str:
     """Path of the ``mosquitto`` executable (``MOSQUITTO_BIN`` wins); fails loudly if absent."""
-    candidates = [os.environ.get("MOSQUITTO_BIN", ""), shutil.which("mosquitto") or "", *MOSQUITTO_CANDIDATES]
-    for candidate in candidates:
+    chosen = os.environ.get("MOSQUITTO_BIN")
+    if chosen is not None:
+        if not os.access(chosen, os.X_OK):
+            raise RuntimeError(f"MOSQUITTO_BIN={chosen!r} is not an executable")
+        return chosen
+    for candidate in (shutil.which("mosquitto") or "", *MOSQUITTO_CANDIDATES):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise RuntimeError(
@@ -104,12 +108,12 @@ class MosquittoProcess:
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path | None = None, *, port: int | None = None, backend_username: str = "backend"):
+        self.binary = mosquitto_binary()
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cw-mosquitto-"))
         self.port = port or free_port()
         self.backend_username = backend_username
         self.backend_password = secrets.token_urlsafe(18)
         self._backend_hash = mosquitto_hash(self.backend_password)
-        self.binary = mosquitto_binary()
         self.process: subprocess.Popen | None = None
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         self.conf_file = self.workdir / "mosquitto.conf"

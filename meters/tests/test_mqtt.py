@@ -292,3 +292,10 @@ def test_paho_publish_many_reports_nothing_confirmed_while_the_broker_is_down(sp
     assert publisher_get().publish_many([("grid/x/price", b"{}")]) == [True]
     spare_broker.stop()
     assert publisher_get().publish_many([("grid/x/price", b"{}"), ("grid/y/price", b"{}")]) == [False, False]
+
+
+def test_a_missing_mosquitto_fails_loudly(monkeypatch):
+    """The broker tests fail (never skip) without a mosquitto binary."""
+    monkeypatch.setenv("MOSQUITTO_BIN", "/nonexistent/mosquitto")
+    with pytest.raises(RuntimeError, match="not an executable"):
+        MosquittoProcess()

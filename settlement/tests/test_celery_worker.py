@@ -15,10 +15,13 @@ import signal
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import Retry
 from django.core.management import call_command
+from django.db import OperationalError
 
 from meters.models import Grid, Meter, MeterDecision
 from meters.tests.factories import grid_make, meter_make, reading_make
+from settlement import tasks
 from settlement.models import RunStatus, SettlementLine, SettlementRun
 from settlement.tasks import settle_grid_due
 from utility import clock
@@ -108,27 +111,51 @@ def test_a_due_interval_sent_three_times_to_a_real_worker_is_settled_once(app):
     assert_decided_once(grid)
 
 
-def test_two_workers_racing_for_one_interval_settle_it_once(app):
+def test_a_transient_database_error_is_retried_by_the_worker(app, monkeypatch):
     grid, start = seed_grid()
-    # Hold the grid row so both workers reach the settlement and queue on its
-    # lock; releasing it lets them race for the claim.
-    with (
-        task_log() as log,
-        thread_worker(app, "one@cw-test"),
-        thread_worker(app, "two@cw-test"),
-        row_locked("meters_grid", grid.pk) as release,
-    ):
-        settle_grid_due.delay(grid.pk)
-        settle_grid_due.delay(grid.pk)
-        wait_until(
-            lambda: backends_waiting_on("meters_grid") == 2,
-            60,
-            lambda: f"both workers blocked on the grid row: {sessions()}",
-        )
-        release()
-        wait_until(lambda: len(log.of(SETTLE)) == 2 and len(log.of(DECIDE)) == 1, 90, "two settles, one decide")
-    assert len({thread for thread, *_ in log.of(SETTLE)}) == 2  # one task each: a real race
-    assert sorted(retval for *_, retval in log.of(SETTLE)) == [0, 1]
+    calls = []
+    real = tasks.grid_settle_due
+
+    def flaky(grid_id, now):
+        calls.append(grid_id)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(grid_id, now)
+
+    monkeypatch.setattr(tasks, "grid_settle_due", flaky)
+    with task_log() as log, thread_worker(app, "retry@cw-test"):
+        task_id = settle_grid_due.delay(grid.pk).id
+        wait_until(lambda: len(log.of(SETTLE)) == 2 and len(log.of(DECIDE)) == 1, 90, "a retry, then the decide")
+    assert calls == [grid.pk, grid.pk]
+    first, second = log.of(SETTLE)
+    assert first[2] == second[2] == task_id
+    assert isinstance(first[3], Retry) and second[3] == 1
+    assert_settled_once(grid, start)
+    assert_decided_once(grid)
+
+
+def test_two_workers_racing_for_one_interval_settle_it_once(app, tmp_path):
+    grid, start = seed_grid()
+    queue = app.conf.task_default_queue
+    workers = [WorkerProcess(queue, tmp_path / f"{name}.log", name=name) for name in ("one", "two")]
+    try:
+        # Hold the grid row so both workers reach the settlement and queue on
+        # its lock; releasing it lets them race for the claim.
+        with row_locked("meters_grid", grid.pk) as release:
+            for worker in workers:
+                worker.wait_ready()
+            sent = [settle_grid_due.delay(grid.pk).id for _ in workers]
+            wait_until(lambda: backends_waiting_on("meters_grid") == 2, 60, lambda: f"both blocked: {sessions()}")
+            release()
+            wait_until(lambda: sum(len(w.results(SETTLE)) for w in workers) == 2, 90, "both settles finished")
+        wait_until(lambda: MeterDecision.objects.filter(meter__grid=grid).count() == 2, 60, "the decisions")
+    finally:
+        for worker in workers:
+            worker.stop()
+    results = [worker.results(SETTLE) for worker in workers]
+    assert [len(r) for r in results] == [1, 1]  # one task each: a real race
+    assert sorted(task_id for r in results for task_id, _ in r) == sorted(sent)
+    assert sorted(retval for r in results for _, retval in r) == ["0", "1"]
     assert_settled_once(grid, start)
     assert_decided_once(grid)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,6 +165,11 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+    def results(self, task_name: str) -> list[tuple[str, str]]:
+        """``(task id, return value as logged)`` of each ``task_name`` run that succeeded."""
+        pattern = rf"Task {re.escape(task_name)}\[([0-9a-f-]+)\] succeeded in [0-9.]+s: (\S+)"
+        return re.findall(pattern, self.log())
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         def ready() -> bool:

@@ -115,7 +115,8 @@ def _emit(event_type: str, obj: dict[str, Any], account: str = "") -> str:
     if account:
         event["account"] = account
     FakeEvent.objects.create(id=event["id"], type=event_type, payload=json.dumps(event, indent=2))
-    transaction.on_commit(lambda: fake_event_deliver(event["id"]))
+    # robust: an undelivered event stays for fake_events_redeliver, as at Stripe.
+    transaction.on_commit(lambda: fake_event_deliver(event["id"]), robust=True)
     return event["id"]
 
 

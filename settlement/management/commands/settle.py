@@ -4,9 +4,13 @@
     settle --dry-run --readings FILE.csv [--json] [--tariff-uk-per-kwh N] [--fee-fixed-uk N]
            [--fee-bp N] [--carry-in-uk N] [--loss-alert-bp N]
 
-The real mode calls ``grid_settle_due`` or ``settlement_close`` and prints one
-line per interval. The dry run parses and renders in ``settlement.dryrun`` and
-settles with the pure engine: it never opens a database connection.
+The real mode settles the intervals ``due_intervals`` lists (what
+``grid_settle_due`` does) or the one named, each with ``settlement_close`` at
+``timezone.now()``, and prints one line per interval as it commits. Exit
+status 1 for anything refused (unknown grid, an unaligned, undue or
+out-of-order interval), 2 for a malformed option. The dry run parses and
+renders in ``settlement.dryrun`` and settles with the pure engine: it never
+opens a database connection.
 """
 
 from __future__ import annotations

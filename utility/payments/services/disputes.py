@@ -72,7 +72,8 @@ def topup_refund(topup_id: object, operator: str, reason: str, now: datetime, ac
             reason,
             {"amount_cents": topup.amount_cents, "coins_uk": topup.coins_uk, "accept_negative": accept_negative},
         )
-        transaction.on_commit(lambda: _refund_submit_later(refund.pk))
+        # robust: a broker hiccup leaves the refund "requested" for the reconciler.
+        transaction.on_commit(lambda: _refund_submit_later(refund.pk), robust=True)
     return refund
 
 

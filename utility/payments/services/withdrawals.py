@@ -78,7 +78,8 @@ def withdrawal_request(user, amount_uk: int, request_id: str, now: datetime) -> 
     try:
         with transaction.atomic():
             withdrawal = _create_and_hold(user, quote, account.stripe_account_id, request_id, now)
-            transaction.on_commit(lambda: _advance_later(withdrawal.pk))
+            # robust: the hold is committed; a broker hiccup is the reconciler's.
+            transaction.on_commit(lambda: _advance_later(withdrawal.pk), robust=True)
     except IntegrityError:
         return _same_request(Withdrawal.objects.get(request_id=request_id), user, amount_uk)
     return withdrawal
@@ -179,7 +180,7 @@ def _step_transfer(withdrawal: Withdrawal, now: datetime) -> bool:
     # dispute, a refusal), it may have found no transfer to reverse before
     # ours existed: have the reversal look again.
     if Withdrawal.objects.filter(pk=withdrawal.pk, status=S.FAILED, reversal_id=NO_TRANSFER).update(reversal_id=""):
-        transaction.on_commit(lambda: _reverse_later(withdrawal.pk))
+        transaction.on_commit(lambda: _reverse_later(withdrawal.pk), robust=True)
     return False
 
 
@@ -246,7 +247,7 @@ def withdrawal_fail(withdrawal_id: object, reason: str, now: datetime) -> Withdr
     withdrawal.status, withdrawal.updated_at, withdrawal.failure_reason = S.FAILED, now, reason[:500]
     withdrawal.save(update_fields=["status", "updated_at", "failure_reason"])
     # Even from "held": a crash may have left a transfer that was never recorded.
-    transaction.on_commit(lambda: _reverse_later(withdrawal.pk))
+    transaction.on_commit(lambda: _reverse_later(withdrawal.pk), robust=True)
     return withdrawal
 
 

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from utility import clock
 from utility.payments.client import payments_client_install
-from utility.payments.fake import fake_onboarding_finish
-from utility.payments.services import connect_onboarding_url
+from utility.payments.fake import fake_checkout_finish, fake_onboarding_finish
+from utility.payments.models import TopUp
+from utility.payments.services import connect_onboarding_url, topup_create
 from utility.residents.services import wallet_credit
 
 from .helpers import WEBHOOK_SECRET
@@ -29,7 +31,9 @@ def payments_settings(settings):
     settings.PAYMENTS_PRICE_SOURCE = "utility.payments.tests.helpers.test_price"
     settings.SITE_URL = "http://testserver"
     payments_client_install(None)
+    clock.clock_install(lambda: NOW)  # what tasks and views read
     yield settings
+    clock.clock_reset()
     payments_client_install(None)
 
 
@@ -37,7 +41,7 @@ def payments_settings(settings):
 def make_resident(django_user_model):
     def make(name: str = ""):
         username = name or f"resident{next(_names)}"
-        return django_user_model.objects.create_user(username=username, password="a-long-test-password")
+        return django_user_model.objects.create_user(username=username)  # no password: tests force_login
 
     return make
 
@@ -61,3 +65,13 @@ def producer(make_resident, django_capture_on_commit_callbacks):
     credit(user, 100_000_000)
     onboard(user, django_capture_on_commit_callbacks)
     return user
+
+
+def buy(user, amount_cents: int, capture, outcome: str = "pay") -> TopUp:
+    """A top-up paid on the stand-in's "pay" page; its signed events are
+    delivered to the webhook view when the page's transaction commits."""
+    with capture(execute=True):
+        topup = topup_create(user, amount_cents, NOW)
+        fake_checkout_finish(topup.checkout_session_id, outcome)
+    topup.refresh_from_db()
+    return topup

@@ -97,7 +97,11 @@ def test_every_ordering_of_a_payments_events_ends_in_the_same_ledger_state(make_
     assert account_balance(wallet_ensure(user).pk) == scenario.wallet_uk, (scenario.name, order)
     issued_delta = account_balance(system_account(AccountKind.FIAT_ISSUED).pk) - issued_before
     assert issued_delta == -scenario.wallet_uk
-    assert (topup.status, topup.credited_uk, topup.taken_back_uk) == (TopUpStatus.PAID, COINS, COINS - scenario.wallet_uk)
+    assert (topup.status, topup.credited_uk, topup.taken_back_uk) == (
+        TopUpStatus.PAID,
+        COINS,
+        COINS - scenario.wallet_uk,
+    )
     assert wallet_is_frozen(user) is scenario.frozen
     ids = [events[name]["id"] for name in order]
     assert WebhookEvent.objects.filter(pk__in=ids, processed_at__isnull=True).count() == 0

@@ -42,7 +42,11 @@ def test_a_paid_checkout_session_credits_the_rounded_down_coins_once(client, pay
     assert wallet_uk(payment.topup.user) == 3_333_333
     assert account_balance(system_account(AccountKind.FIAT_ISSUED).pk) == -3_333_333
     topup = TopUp.objects.get(pk=payment.topup.pk)
-    assert (topup.status, topup.payment_intent_id, topup.credited_uk) == (TopUpStatus.PAID, payment.intent_id, 3_333_333)
+    assert (topup.status, topup.payment_intent_id, topup.credited_uk) == (
+        TopUpStatus.PAID,
+        payment.intent_id,
+        3_333_333,
+    )
     assert Transaction.objects.filter(idempotency_key=f"topup_credit:{payment.intent_id}").count() == 1
     row = WebhookEvent.objects.get(pk=completed["id"])
     assert row.processed_at is not None and row.payload == completed and row.error == ""
@@ -97,9 +101,7 @@ def test_a_late_failure_event_does_not_undo_a_payment(client, payment):
         pytest.param("stale", id="stale-by-6-minutes"),
     ],
 )
-def test_a_bad_missing_or_stale_signature_gets_400_and_stores_nothing_but_a_log_line(
-    client, payment, caplog, headers
-):
+def test_a_bad_missing_or_stale_signature_gets_400_and_stores_nothing_but_a_log_line(client, payment, caplog, headers):
     body = json.dumps(payment.completed()).encode()
     if headers == "wrong-secret":
         headers = {"Stripe-Signature": signature(body, secret="whsec_not_ours")}
