@@ -82,11 +82,16 @@ class Fleet:
         from utility.ledger.services import transaction_post
 
         self.number += 1
-        amounts = [-(1_000 + (i * 7919 + self.number * 104_729) % 5_000_000) for i in range(len(self.ids))]
-        legs = list(zip(self.ids, amounts, strict=True)) + [(self.pool, -sum(amounts))]
+        # Like bench/settlement.py: one meter in ten produces (a credit), the rest consume.
+        amounts = [
+            (1 if i % 10 == 0 else -1) * (1_000 + (i * 7919 + self.number * 104_729) % 5_000_000)
+            for i in range(len(self.ids))
+        ]
+        legs = [*zip(self.ids, amounts, strict=True), (self.pool, -sum(amounts))]
         txn = transaction_post(f"settlement:bench:{self.number}", "settlement", legs).transaction
         lines = tuple(
-            ChainLine(f"B-{i:06d}", -amount // 1000, 0, -amount, 0) for i, amount in enumerate(amounts)
+            ChainLine(f"B-{i:06d}", max(0, -a) // 1000, max(0, a) // 1000, max(0, -a), max(0, a))
+            for i, a in enumerate(amounts)
         )
         self.lines[txn.pk] = SettlementLines(self.number, txn.idempotency_key, txn.pk, lines)
         return txn.pk

@@ -24,7 +24,16 @@ class ChainDeploymentAdmin(ReadOnly):
 
 @admin.register(MirrorSettlement)
 class MirrorSettlementAdmin(ReadOnly):
-    list_display = ["settlement_id", "key", "mode", "digest", "line_count", "account_count", "batch_count", "created_at"]
+    list_display = [
+        "settlement_id",
+        "key",
+        "mode",
+        "digest",
+        "line_count",
+        "account_count",
+        "batch_count",
+        "created_at",
+    ]
     search_fields = ["key", "digest"]
 
 
@@ -36,7 +45,17 @@ class MirrorBatchAdmin(ReadOnly):
 
 @admin.register(MirrorDelivery)
 class MirrorDeliveryAdmin(ReadOnly):
-    list_display = ["batch", "deployment", "status", "nonce", "tx_hash", "gas_used", "attempts", "signed_at", "applied_at"]
+    list_display = [
+        "batch",
+        "deployment",
+        "status",
+        "nonce",
+        "tx_hash",
+        "gas_used",
+        "attempts",
+        "signed_at",
+        "applied_at",
+    ]
     list_filter = ["status", "deployment"]
     search_fields = ["tx_hash"]
     exclude = ["raw_tx"]

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from . import chain as chainlib
 from .models import ChainBalance, ChainDeployment, DeliveryStatus, MirrorBatch, MirrorDelivery
-from .services import Connected, chain_connected, mirror_settlement_plan
+from .services import Connected, MirrorError, chain_connected, mirror_settlement_plan
 from .sources import SETTLEMENT_TRANSACTION_KIND
 
 log = logging.getLogger(__name__)
@@ -49,19 +49,24 @@ def mirror_catch_up(limit: int = 100) -> int:
     many were planned."""
     from utility.ledger.models import Transaction
 
-    missing = (
-        Transaction.objects.filter(kind=SETTLEMENT_TRANSACTION_KIND, mirror__isnull=True)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    return sum(mirror_settlement_plan(pk) is not None for pk in list(missing))
+    missing = Transaction.objects.filter(kind=SETTLEMENT_TRANSACTION_KIND, mirror__isnull=True).order_by("pk")
+    planned, after = 0, 0
+    while planned < limit:
+        page = list(missing.filter(pk__gt=after).values_list("pk", flat=True)[:100])
+        if not page:
+            break
+        for pk in page:
+            if mirror_settlement_plan(pk) is None:
+                log.warning("ledger transaction %s is a settlement without published lines", pk)
+            else:
+                planned += 1
+        after = page[-1]
+    return planned
 
 
 def _undelivered(deployment: ChainDeployment, limit: int) -> list[MirrorBatch]:
     applied = MirrorDelivery.objects.filter(batch=OuterRef("pk"), deployment=deployment, status=DeliveryStatus.APPLIED)
-    return list(
-        MirrorBatch.objects.filter(~Exists(applied)).select_related("settlement").order_by("pk")[:limit]
-    )
+    return list(MirrorBatch.objects.filter(~Exists(applied)).select_related("settlement").order_by("pk")[:limit])
 
 
 def _claim(deployment: ChainDeployment) -> str | None:
@@ -91,8 +96,9 @@ def mirror_drain(max_batches: int | None = None, connected: Connected | None = N
     """
     try:
         connected = connected or chain_connected()
-    except chainlib.ChainUnavailable as exc:
-        return DrainResult(0, _pending_count(None), blocked_by=f"chain unavailable: {exc}")
+    except (chainlib.ChainError, MirrorError) as exc:
+        log.warning("chain mirror cannot start: %s", exc)
+        return DrainResult(0, _pending_count(None), blocked_by=_why(exc))
     deployment = connected.deployment
     token = _claim(deployment)
     if token is None:
@@ -106,13 +112,18 @@ def mirror_drain(max_batches: int | None = None, connected: Connected | None = N
             done, blocked = _deliver_window(connected.chain, deployment, _same_settlement(todo))
             applied += done
             _renew(deployment, token)
-    except chainlib.ChainUnavailable as exc:
-        blocked = f"chain unavailable: {exc}"
+    except chainlib.ChainError as exc:  # never into the caller: settlement must not feel the chain
+        blocked = _why(exc)
     finally:
         _release(deployment, token)
     if blocked:
         log.warning("chain mirror stopped: %s", blocked)
     return DrainResult(applied, _pending_count(deployment), blocked_by=blocked)
+
+
+def _why(exc: Exception) -> str:
+    kind = "chain unavailable" if isinstance(exc, chainlib.ChainUnavailable) else "chain error"
+    return f"{kind}: {exc}"
 
 
 def _same_settlement(batches: list[MirrorBatch]) -> list[MirrorBatch]:
@@ -124,15 +135,34 @@ def _same_settlement(batches: list[MirrorBatch]) -> list[MirrorBatch]:
 
 
 def _deliver_window(chain: chainlib.Chain, deployment: ChainDeployment, batches: list[MirrorBatch]) -> tuple[int, str]:
-    """Send the window's batches back to back, then collect the receipts in
-    order; returns (how many applied, why it stopped or "")."""
-    in_flight: list[MirrorDelivery] = []
+    """Deliver one settlement's next batches together: batches never sent are
+    signed with consecutive nonces and all recorded in one commit, then every
+    transaction is sent back to back and the receipts are collected in order.
+    A batch with a record already goes the careful way (``_dispatch``) alone.
+    Returns (how many applied, why it stopped or "")."""
+    known = set(
+        MirrorDelivery.objects.filter(batch__in=batches, deployment=deployment).values_list("batch_id", flat=True)
+    )
     base_fee = chain.base_fee()
-    for batch in batches:
-        delivery = _dispatch(chain, deployment, batch, base_fee)
+    if batches[0].pk in known:
+        delivery = _dispatch(chain, deployment, batches[0], base_fee)
         if isinstance(delivery, str):
-            return _collect(chain, deployment, in_flight)[0], delivery
-        in_flight.append(delivery)
+            return 0, delivery
+        return _collect(chain, deployment, [delivery])
+    fresh = list(itertools.takewhile(lambda batch: batch.pk not in known, batches))
+    nonce = chain.nonce(pending=True)
+    signed = [_sign(chain, deployment, batch, base_fee, nonce + i) for i, batch in enumerate(fresh)]
+    now = timezone.now()
+    with transaction.atomic():  # recorded before any of them is sent
+        in_flight = MirrorDelivery.objects.bulk_create(
+            MirrorDelivery(
+                batch=batch, deployment=deployment, status=DeliveryStatus.SIGNED, nonce=tx.nonce,
+                tx_hash=tx.tx_hash, raw_tx=tx.raw.hex(), gas_limit=tx.gas_limit, signed_at=now,
+            )
+            for batch, tx in zip(fresh, signed, strict=True)
+        )  # fmt: skip
+    for tx in signed:
+        chain.send_raw(tx.raw)  # an outage here leaves the rest recorded: the next drain re-sends them
     return _collect(chain, deployment, in_flight)
 
 
@@ -141,7 +171,9 @@ def _collect(chain: chainlib.Chain, deployment: ChainDeployment, in_flight: list
     for delivery in in_flight:
         receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
         if receipt is None:
-            raise chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {settings.CHAIN_RECEIPT_TIMEOUT_S} s")
+            raise chainlib.ChainUnavailable(
+                f"no receipt for {delivery.tx_hash} within {settings.CHAIN_RECEIPT_TIMEOUT_S} s"
+            )
         blocked = _finish(chain, deployment, delivery, receipt)
         if blocked:
             return applied, blocked
@@ -156,10 +188,12 @@ def _pending_count(deployment: ChainDeployment | None) -> int:
     return MirrorBatch.objects.filter(~Exists(applied)).count()
 
 
-def _sign(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, base_fee: int) -> chainlib.Signed:
+def _sign(
+    chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, base_fee: int, nonce: int | None = None
+) -> chainlib.Signed:
     planned = batch.settlement
     digest = bytes.fromhex(planned.digest[2:])
-    nonce = chain.nonce(pending=True)
+    nonce = chain.nonce(pending=True) if nonce is None else nonce
     if batch.root:
         root = bytes.fromhex(batch.root[2:])
         return chain.sign_commit_root(
@@ -172,7 +206,11 @@ def _sign(chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch
 
 
 def _record(
-    chain: chainlib.Chain, deployment: ChainDeployment, batch: MirrorBatch, base_fee: int, existing=None
+    chain: chainlib.Chain,
+    deployment: ChainDeployment,
+    batch: MirrorBatch,
+    base_fee: int,
+    existing: MirrorDelivery | None = None,
 ) -> MirrorDelivery:
     """Sign the batch and commit the delivery record; only then is it sent."""
     signed = _sign(chain, deployment, batch, base_fee)

@@ -9,6 +9,7 @@ energy in integer Wh.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,10 +55,8 @@ def meter_key(meter_id: str) -> bytes:
 
 def canonical_lines(lines: Sequence[ChainLine]) -> list[tuple[bytes, int, int, int, int]]:
     """The lines as the contract's ``Line[]``, strictly ascending by meter key."""
-    rows = sorted(
-        (meter_key(ln.meter_id), ln.import_wh, ln.export_wh, ln.debit_uk, ln.credit_uk) for ln in lines
-    )
-    for before, after in zip(rows, rows[1:], strict=False):
+    rows = sorted((meter_key(ln.meter_id), ln.import_wh, ln.export_wh, ln.debit_uk, ln.credit_uk) for ln in lines)
+    for before, after in itertools.pairwise(rows):
         if before[0] == after[0]:
             raise ValueError("two lines for the same meter")
     return rows
@@ -99,7 +98,9 @@ def _word(value: int) -> bytes:
 
 def balances_of_calldata(selector: bytes, addresses: Sequence[str]) -> bytes:
     """``balancesOf(address[])`` calldata, by hand like ``apply_batch_calldata``."""
-    return b"".join([selector, _uint(32), _uint(len(addresses))] + [bytes(12) + bytes.fromhex(a[2:]) for a in addresses])
+    return b"".join(
+        [selector, _uint(32), _uint(len(addresses))] + [bytes(12) + bytes.fromhex(a[2:]) for a in addresses]
+    )
 
 
 def int256_array_decoded(output: bytes) -> list[int]:

@@ -117,9 +117,7 @@ class MirrorDelivery(models.Model):
     applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["batch", "deployment"], name="one_delivery_per_batch_and_chain")
-        ]
+        constraints = [models.UniqueConstraint(fields=["batch", "deployment"], name="one_delivery_per_batch_and_chain")]
         indexes = [models.Index(fields=["deployment", "status"], name="delivery_deployment_status")]
 
     def __str__(self) -> str:
@@ -138,9 +136,7 @@ class ChainBalance(models.Model):
     delivery = models.ForeignKey(MirrorDelivery, on_delete=models.CASCADE, related_name="+")
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["deployment", "account"], name="one_chain_balance_per_account")
-        ]
+        constraints = [models.UniqueConstraint(fields=["deployment", "account"], name="one_chain_balance_per_account")]
 
     def __str__(self) -> str:
         return f"{self.account_id} = {self.balance_uk} µk at {self.address}"

@@ -135,7 +135,13 @@ def latest_applied_root(connected: Connected) -> MirrorBatch | None:
     applied = MirrorDelivery.objects.filter(
         batch=OuterRef("pk"), deployment=connected.deployment, status=DeliveryStatus.APPLIED
     )
-    return MirrorBatch.objects.exclude(root="").filter(Exists(applied)).select_related("settlement").order_by("-pk").first()
+    return (
+        MirrorBatch.objects.exclude(root="")
+        .filter(Exists(applied))
+        .select_related("settlement")
+        .order_by("-pk")
+        .first()
+    )
 
 
 def account_merkle_proof(account_id: int, connected: Connected | None = None) -> BalanceProof | None:

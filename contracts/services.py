@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from utility.ledger.models import Account
@@ -118,7 +119,7 @@ def _merkle_items(changed: list[list]) -> list[list]:
     return [merged[pk] for pk in sorted(merged)]
 
 
-def account_address_register(account_id: int, address: str, user) -> AccountAddress:
+def account_address_register(account_id: int, address: str, user: AbstractBaseUser) -> AccountAddress:
     """Let a resident name their own address for one of their accounts.
 
     Only the account's owner may; the address must be a 20-byte hex address,
@@ -226,7 +227,8 @@ def _rpc_deployment(chain: chainlib.Chain) -> ChainDeployment:
             if not chain.has_code(address):
                 raise MirrorError(f"no contract at CHAIN_CONTRACT_ADDRESS {address}")
             deployment, _ = known.get_or_create(
-                address=address, defaults={"operator": chain.operator.lower(), "backend": ChainBackend.RPC, "chain_id": chain.chain_id}
+                address=address,
+                defaults={"operator": chain.operator.lower(), "backend": ChainBackend.RPC, "chain_id": chain.chain_id},
             )
             return deployment
         latest = known.order_by("-pk").first()
@@ -254,4 +256,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-

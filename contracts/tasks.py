@@ -12,7 +12,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from .delivery import mirror_catch_up, mirror_drain as drain
+from .delivery import mirror_catch_up
+from .delivery import mirror_drain as drain
 from .services import mirror_settlement_plan
 
 RETRY = {

@@ -72,7 +72,11 @@ def _check_balances(connected: Connected, report: Verification) -> None:
     rows = ChainBalance.objects.filter(deployment=connected.deployment).order_by("account_id")
     last_id = 0
     while True:
-        chunk = list(rows.filter(account_id__gt=last_id).values_list("account_id", "address", "balance_uk", "through_entry_id")[:CHUNK])
+        chunk = list(
+            rows.filter(account_id__gt=last_id).values_list("account_id", "address", "balance_uk", "through_entry_id")[
+                :CHUNK
+            ]
+        )
         if not chunk:
             return
         last_id = chunk[-1][0]
@@ -82,7 +86,9 @@ def _check_balances(connected: Connected, report: Verification) -> None:
             report.accounts_checked += 1
             if chain_uk != mirrored_uk:
                 report.differences.append(
-                    Difference("balance", f"account {account_id} at {address}: chain {chain_uk} µk, mirrored {mirrored_uk} µk")
+                    Difference(
+                        "balance", f"account {account_id} at {address}: chain {chain_uk} µk, mirrored {mirrored_uk} µk"
+                    )
                 )
             if ledger.get(account_id) != mirrored_uk:
                 report.differences.append(
@@ -110,7 +116,9 @@ def _check_settlements(connected: Connected, report: Verification) -> None:
         chain_digest = "0x" + bytes(digest).hex()
         if chain_digest != planned.digest:
             report.differences.append(
-                Difference("digest", f"settlement {planned.settlement_id}: chain {chain_digest}, planned {planned.digest}")
+                Difference(
+                    "digest", f"settlement {planned.settlement_id}: chain {chain_digest}, planned {planned.digest}"
+                )
             )
         if batches != planned.applied:
             report.differences.append(
@@ -120,7 +128,9 @@ def _check_settlements(connected: Connected, report: Verification) -> None:
         recomputed = "0x" + line_digest(lines.settlement_id, lines.lines).hex() if lines else "(no lines)"
         if recomputed != planned.digest:
             report.differences.append(
-                Difference("lines", f"settlement {planned.settlement_id}: its lines hash to {recomputed}, not {planned.digest}")
+                Difference(
+                    "lines", f"settlement {planned.settlement_id}: its lines hash to {recomputed}, not {planned.digest}"
+                )
             )
 
 
@@ -138,7 +148,9 @@ def _check_root(connected: Connected, report: Verification) -> None:
         report.accounts_checked += 1
         if ledger.get(account_id) != balance_uk:
             report.differences.append(
-                Difference("ledger", f"account {account_id}: root holds {balance_uk} µk, ledger through {through} differs")
+                Difference(
+                    "ledger", f"account {account_id}: root holds {balance_uk} µk, ledger through {through} differs"
+                )
             )
     if batch.items:
         layers = merkle_layers(leaves)

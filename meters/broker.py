@@ -34,7 +34,8 @@ USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 HASH_RE = re.compile(r"\$[67]\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
 
 # Topics a meter may use, ``%u`` being its own username (= meter public id).
-METER_WRITE_TOPICS = ("grid/+/meters/%u/readings", "grid/+/meters/%u/status")
+# `state` is the meter's signed report of the relay state it applied (firmware/README.md).
+METER_WRITE_TOPICS = ("grid/+/meters/%u/readings", "grid/+/meters/%u/status", "grid/+/meters/%u/state")
 METER_READ_TOPICS = ("grid/+/meters/%u/ack", "grid/+/meters/%u/decision", "grid/+/price")
 
 

@@ -204,6 +204,8 @@ class PahoPublisher:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._connected.clear()
+        if not reason_code.is_failure and self._client is None:
+            return  # close() asked for it
         logger.warning("MQTT publisher disconnected (%s); paho reconnects", reason_code)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
@@ -263,10 +265,10 @@ class PahoPublisher:
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.disconnect()
-                self._client.loop_stop()
-                self._client = None
+            client, self._client = self._client, None
+            if client is not None:
+                client.disconnect()
+                client.loop_stop()
 
 
 MEMORY = MemoryPublisher()

@@ -111,28 +111,30 @@ def _claim_readings(
     grid: Grid, start: datetime, end: datetime
 ) -> tuple[list[MeterUsage], dict[str, int], dict[str, int], int]:
     """Mark every unsettled reading of the grid up to this interval as settled
-    here, and sum them per meter (late readings join the interval's own)."""
+    here, and sum them per meter (late readings join the interval's own).
+
+    One ``UPDATE ... RETURNING`` claims them (a reading committed a moment
+    later stays unsettled for the next interval); the same statement joins
+    each meter's public id and account and sums per meter, so nothing else is
+    read. Returns the usages, meter id → account id, meter id → meter pk, and
+    how many late readings were claimed.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE meters_reading SET settled_in = %s WHERE settled_in IS NULL AND interval_start < %s "
-            "AND meter_id IN (SELECT id FROM meters_meter WHERE grid_id = %s) "
-            "RETURNING meter_id, import_wh, export_wh, late",
-            [start, end, grid.pk],
+            "WITH claimed AS ("
+            " UPDATE meters_reading r SET settled_in = %s FROM meters_meter m"
+            " WHERE m.grid_id = %s AND r.meter_id = m.id AND r.settled_in IS NULL AND r.interval_start < %s"
+            " RETURNING r.meter_id, m.public_id, m.account_id, r.import_wh, r.export_wh, r.late) "
+            "SELECT meter_id, public_id, account_id, sum(import_wh)::bigint, sum(export_wh)::bigint,"
+            " count(*) FILTER (WHERE late) "
+            "FROM claimed GROUP BY meter_id, public_id, account_id",
+            [start, grid.pk, end],
         )
         rows = cursor.fetchall()
-        cursor.execute("SELECT id, public_id, account_id FROM meters_meter WHERE grid_id = %s", [grid.pk])
-        meters = {pk: (public_id, account_id) for pk, public_id, account_id in cursor.fetchall()}
-    totals: dict[int, list[int]] = {}
-    late_count = 0
-    for meter_pk, import_wh, export_wh, late in rows:
-        total = totals.setdefault(meter_pk, [0, 0])
-        total[0] += import_wh
-        total[1] += export_wh
-        late_count += bool(late)
-    usages = [MeterUsage(meters[pk][0], imp, exp) for pk, (imp, exp) in totals.items()]
-    accounts = {meters[pk][0]: meters[pk][1] for pk in totals}
-    meter_pks = {meters[pk][0]: pk for pk in totals}
-    return usages, accounts, meter_pks, late_count
+    usages = [MeterUsage(public_id, import_wh, export_wh) for _, public_id, _, import_wh, export_wh, _ in rows]
+    accounts = {public_id: account_id for _, public_id, account_id, _, _, _ in rows}
+    meter_pks = {public_id: meter_pk for meter_pk, public_id, _, _, _, _ in rows}
+    return usages, accounts, meter_pks, sum(row[5] for row in rows)
 
 
 def settlement_key(grid: Grid, interval_start: datetime) -> str:

@@ -5,123 +5,194 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('ledger', '0002_zero_sum_trigger'),
+        ("ledger", "0002_zero_sum_trigger"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MirrorBatch',
+            name="MirrorBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('batch_no', models.PositiveIntegerField()),
-                ('items', models.JSONField()),
-                ('root', models.CharField(blank=True, max_length=66)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("batch_no", models.PositiveIntegerField()),
+                ("items", models.JSONField()),
+                ("root", models.CharField(blank=True, max_length=66)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='PlanLock',
+            name="PlanLock",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
+                ("id", models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
             ],
         ),
         migrations.CreateModel(
-            name='AccountAddress',
+            name="AccountAddress",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(max_length=42, unique=True)),
-                ('registered_at', models.DateTimeField(auto_now_add=True)),
-                ('account', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='chain_address', to='ledger.account')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("address", models.CharField(max_length=42, unique=True)),
+                ("registered_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "account",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="chain_address", to="ledger.account"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ChainDeployment',
+            name="ChainDeployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('backend', models.CharField(choices=[('embedded', 'In-process EVM'), ('rpc', 'JSON-RPC node')], max_length=10)),
-                ('chain_id', models.BigIntegerField()),
-                ('address', models.CharField(max_length=42)),
-                ('operator', models.CharField(max_length=42)),
-                ('deploy_tx_hash', models.CharField(blank=True, max_length=66)),
-                ('host', models.CharField(blank=True, max_length=120)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('lease_token', models.CharField(blank=True, max_length=32)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "backend",
+                    models.CharField(choices=[("embedded", "In-process EVM"), ("rpc", "JSON-RPC node")], max_length=10),
+                ),
+                ("chain_id", models.BigIntegerField()),
+                ("address", models.CharField(max_length=42)),
+                ("operator", models.CharField(max_length=42)),
+                ("deploy_tx_hash", models.CharField(blank=True, max_length=66)),
+                ("host", models.CharField(blank=True, max_length=120)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                ("lease_token", models.CharField(blank=True, max_length=32)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('backend', 'rpc')), fields=('chain_id', 'address'), name='one_rpc_deployment_per_address')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("backend", "rpc")),
+                        fields=("chain_id", "address"),
+                        name="one_rpc_deployment_per_address",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='MirrorDelivery',
+            name="MirrorDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('signed', 'Signed and recorded (maybe sent)'), ('applied', 'Applied on chain'), ('failed', 'Reverted')], max_length=10)),
-                ('nonce', models.BigIntegerField()),
-                ('tx_hash', models.CharField(max_length=66)),
-                ('raw_tx', models.TextField()),
-                ('gas_limit', models.BigIntegerField()),
-                ('gas_used', models.BigIntegerField(blank=True, null=True)),
-                ('block_number', models.BigIntegerField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=1)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('signed_at', models.DateTimeField()),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='contracts.mirrorbatch')),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='contracts.chaindeployment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("signed", "Signed and recorded (maybe sent)"),
+                            ("applied", "Applied on chain"),
+                            ("failed", "Reverted"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("nonce", models.BigIntegerField()),
+                ("tx_hash", models.CharField(max_length=66)),
+                ("raw_tx", models.TextField()),
+                ("gas_limit", models.BigIntegerField()),
+                ("gas_used", models.BigIntegerField(blank=True, null=True)),
+                ("block_number", models.BigIntegerField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=1)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("signed_at", models.DateTimeField()),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="contracts.mirrorbatch",
+                    ),
+                ),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="contracts.chaindeployment",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ChainBalance',
+            name="ChainBalance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(max_length=42)),
-                ('balance_uk', models.BigIntegerField()),
-                ('through_entry_id', models.BigIntegerField()),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.account')),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='balances', to='contracts.chaindeployment')),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='contracts.mirrordelivery')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("address", models.CharField(max_length=42)),
+                ("balance_uk", models.BigIntegerField()),
+                ("through_entry_id", models.BigIntegerField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="ledger.account"
+                    ),
+                ),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="balances",
+                        to="contracts.chaindeployment",
+                    ),
+                ),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="contracts.mirrordelivery"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='MirrorSettlement',
+            name="MirrorSettlement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('settlement_id', models.BigIntegerField(unique=True)),
-                ('key', models.CharField(max_length=200)),
-                ('mode', models.CharField(choices=[('accounts', 'Every changed balance on chain'), ('merkle', 'Only a Merkle root of all balances')], default='accounts', max_length=10)),
-                ('digest', models.CharField(max_length=66)),
-                ('line_count', models.PositiveIntegerField()),
-                ('account_count', models.PositiveIntegerField()),
-                ('batch_count', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('transaction', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='mirror', to='ledger.transaction')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("settlement_id", models.BigIntegerField(unique=True)),
+                ("key", models.CharField(max_length=200)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("accounts", "Every changed balance on chain"),
+                            ("merkle", "Only a Merkle root of all balances"),
+                        ],
+                        default="accounts",
+                        max_length=10,
+                    ),
+                ),
+                ("digest", models.CharField(max_length=66)),
+                ("line_count", models.PositiveIntegerField()),
+                ("account_count", models.PositiveIntegerField()),
+                ("batch_count", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "transaction",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="mirror", to="ledger.transaction"
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='mirrorbatch',
-            name='settlement',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='batches', to='contracts.mirrorsettlement'),
+            model_name="mirrorbatch",
+            name="settlement",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="batches", to="contracts.mirrorsettlement"
+            ),
         ),
         migrations.AddIndex(
-            model_name='mirrordelivery',
-            index=models.Index(fields=['deployment', 'status'], name='delivery_deployment_status'),
+            model_name="mirrordelivery",
+            index=models.Index(fields=["deployment", "status"], name="delivery_deployment_status"),
         ),
         migrations.AddConstraint(
-            model_name='mirrordelivery',
-            constraint=models.UniqueConstraint(fields=('batch', 'deployment'), name='one_delivery_per_batch_and_chain'),
+            model_name="mirrordelivery",
+            constraint=models.UniqueConstraint(fields=("batch", "deployment"), name="one_delivery_per_batch_and_chain"),
         ),
         migrations.AddConstraint(
-            model_name='chainbalance',
-            constraint=models.UniqueConstraint(fields=('deployment', 'account'), name='one_chain_balance_per_account'),
+            model_name="chainbalance",
+            constraint=models.UniqueConstraint(fields=("deployment", "account"), name="one_chain_balance_per_account"),
         ),
         migrations.AddConstraint(
-            model_name='mirrorbatch',
-            constraint=models.UniqueConstraint(fields=('settlement', 'batch_no'), name='one_batch_no_per_settlement'),
+            model_name="mirrorbatch",
+            constraint=models.UniqueConstraint(fields=("settlement", "batch_no"), name="one_batch_no_per_settlement"),
         ),
     ]

@@ -58,7 +58,7 @@ class AnvilProcess:
     def start(self) -> None:
         command = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--state", str(self.state)]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -71,9 +71,9 @@ class AnvilProcess:
 
     def block_number(self) -> int | None:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).encode()
-        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})  # noqa: S310
+        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=1) as response:
                 return int(json.loads(response.read())["result"], 16)
         except OSError:
             return None

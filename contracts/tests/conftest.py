@@ -40,7 +40,13 @@ class FakeSettlements:
         txn = transaction_post(key, sources.SETTLEMENT_TRANSACTION_KIND, legs).transaction
         if lines is None:
             lines = [
-                ChainLine(code.split(":", 1)[1], max(0, -amount) // 1000, max(0, amount) // 1000, max(0, -amount), max(0, amount))
+                ChainLine(
+                    code.split(":", 1)[1],
+                    max(0, -amount) // 1000,
+                    max(0, amount) // 1000,
+                    max(0, -amount),
+                    max(0, amount),
+                )
                 for code, amount in changes.items()
                 if code.startswith("meter:")
             ]

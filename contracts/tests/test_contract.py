@@ -129,7 +129,9 @@ def test_hand_encoded_calldata_is_what_web3_encodes(embedded):
         balances = [rng.randint(-(10**15), 10**15) for _ in range(count)]
         expected = contract.encode_abi("applyBatch", [2**40 + count, count, accounts, balances, DIGEST])
         selector = bytes.fromhex(expected[2:10])
-        mine = encoding.apply_batch_calldata(selector, 2**40 + count, count, list(zip(accounts, balances)), DIGEST)
+        mine = encoding.apply_batch_calldata(
+            selector, 2**40 + count, count, list(zip(accounts, balances, strict=True)), DIGEST
+        )
         assert "0x" + mine.hex() == expected.lower()
 
 
@@ -169,8 +171,11 @@ def test_the_committed_artifact_is_what_solc_compiles():
     --prefix contracts``); fails if the committed artifact is stale."""
     solc = CONTRACTS / "node_modules" / "solc"
     assert solc.is_dir(), "the npm solc is missing: run `npm ci --prefix contracts`"
-    done = subprocess.run(  # noqa: S603
-        ["node", str(CONTRACTS / "compile.js"), "--check"], capture_output=True, text=True, timeout=120  # noqa: S607
+    done = subprocess.run(
+        ["node", str(CONTRACTS / "compile.js"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert chainlib.artifact()["compiler"]["version"].startswith("0.8.37+")

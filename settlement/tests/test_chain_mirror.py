@@ -50,3 +50,30 @@ def test_each_settlement_appears_on_chain_and_verifies(embedded_chain, capsys):
     assert on_chain == [a.balance_uk for a in touched]
     call_command("verify_chain")
     assert "OK: the chain matches the ledger" in capsys.readouterr().out
+
+
+def test_a_dead_chain_does_not_hold_settlement_up(settings):
+    """The node is down: settlement commits and returns at once; the batches
+    are planned and wait for the drain."""
+    from contracts.models import MirrorBatch, MirrorSettlement
+    from contracts.selectors import mirror_status
+    from contracts.tests.anvil import OPERATOR_KEY, free_port
+
+    settings.CHAIN_BACKEND = "rpc"
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings.CHAIN_OPERATOR_KEY = OPERATOR_KEY
+    settings.CHAIN_RPC_TIMEOUT_S = 1
+    chain_reset()
+    try:
+        grid = grid_make("down")
+        meter = meter_make(grid, "D-1")
+        reading_make(meter, T0, import_wh=1_000)
+        clock.clock_install(lambda: T0 + 2 * HOUR)
+        assert settle_grid_due.delay(grid.pk).get() == 1
+        assert SettlementRun.objects.get(grid=grid).status == "settled"
+        assert MirrorSettlement.objects.count() == 1 and MirrorBatch.objects.count() == 1
+        status = mirror_status()
+        assert not status.reachable and status.batches_pending == 1
+    finally:
+        chain_reset()
+        clock.clock_reset()

@@ -101,25 +101,47 @@ def transaction_post(
     return Posted(txn, created=True)
 
 
-def _lock_accounts(account_ids: list[int]) -> dict[int, tuple[str, int]]:
-    """Lock the rows in id order (one global order, so no deadlocks)."""
-    rows = Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk")
-    locked = {pk: (code, balance) for pk, code, balance in rows.values_list("pk", "code", "balance_uk")}
-    missing = set(account_ids) - set(locked)
-    if missing:
+def _lock_accounts(account_ids: list[int]) -> dict[int, int]:
+    """Lock the rows in id order (one global order, so no deadlocks) and return
+    their balances (µk). The lock is taken before any entry is written, so the
+    entries get ids above every entry committed earlier on these accounts.
+
+    ``FOR NO KEY UPDATE`` is the lock the balance UPDATE takes anyway: it
+    serialises balance writers without blocking the foreign-key checks of
+    other transactions' entries. On PostgreSQL the ids travel as one array
+    literal: a 100,000-row settlement would otherwise send 100,000 parameters.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, balance_uk FROM ledger_account WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                [_pg_array(account_ids)],
+            )
+            locked = dict(cursor.fetchall())
+    else:
+        rows = Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk")
+        locked = dict(rows.values_list("pk", "balance_uk"))
+    if len(locked) != len(account_ids):
+        missing = set(account_ids) - set(locked)
         raise LedgerError(f"unknown account ids: {sorted(missing)[:5]}")
     return locked
 
 
-def _check_floors(locked: dict[int, tuple[str, int]], deltas: dict[int, int], floors: Mapping[int, int]) -> None:
+def _pg_array(values: Sequence[int]) -> str:
+    """``{1,2,3}``: a PostgreSQL array literal of integers, for ``%s::bigint[]``."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _check_floors(locked: dict[int, int], deltas: dict[int, int], floors: Mapping[int, int]) -> None:
     for account_id, floor_uk in floors.items():
         delta_uk = deltas.get(account_id, 0)
         # Only a debit can break a floor: an account this movement does not
         # touch, or credits (a top-up paying off debt past the limit), passes.
         if delta_uk >= 0:
             continue
-        code, balance_uk = locked[account_id]
+        balance_uk = locked[account_id]
         if balance_uk + delta_uk < floor_uk:
+            code = Account.objects.values_list("code", flat=True).get(pk=account_id)
             raise InsufficientFunds(code, balance_uk - floor_uk, -delta_uk)
 
 
@@ -135,17 +157,22 @@ def _write_entries(transaction_id: int, legs: Sequence[tuple[int, int]]) -> None
 
 
 def _apply_deltas(deltas: dict[int, int]) -> None:
+    """Add each delta to its (already locked) account's cached balance."""
+    changed = sorted((pk, delta) for pk, delta in deltas.items() if delta)
+    if not changed:
+        return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # One statement; the arrays as two literals (see _lock_accounts).
             cursor.execute(
                 "UPDATE ledger_account a SET balance_uk = a.balance_uk + d.delta "
                 "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                [list(deltas), list(deltas.values())],
+                [_pg_array([pk for pk, _ in changed]), _pg_array([delta for _, delta in changed])],
             )
         else:
             cursor.executemany(
                 "UPDATE ledger_account SET balance_uk = balance_uk + %s WHERE id = %s",
-                [(delta, pk) for pk, delta in deltas.items()],
+                [(delta, pk) for pk, delta in changed],
             )
 
 

@@ -8,6 +8,7 @@ are integers in the currency's smallest unit (``*_cents``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -147,9 +148,15 @@ def payments_client() -> PaymentsClient:
         from .fake import FakeClient
 
         return FakeClient()
+    return _stripe_client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+
+
+@functools.lru_cache(maxsize=4)
+def _stripe_client(api_key: str, api_base: str) -> PaymentsClient:
+    """One client (and its HTTP session) per key and host."""
     from .stripe_client import StripeClient
 
-    return StripeClient(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+    return StripeClient(api_key, api_base)
 
 
 def webhook_secrets() -> list[str]:

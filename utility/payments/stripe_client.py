@@ -59,15 +59,31 @@ def _call(make: Callable[[], T]) -> T:
 
 
 def _account(obj: Any) -> AccountState:
-    return AccountState(obj.id, bool(obj.get("details_submitted")), bool(obj.get("payouts_enabled")))
+    # stripe 16 objects are not dicts (no .get): read a plain copy.
+    values = obj.to_dict()
+    return AccountState(values["id"], bool(values.get("details_submitted")), bool(values.get("payouts_enabled")))
 
 
 class StripeClient:
     """``PaymentsClient`` over the ``stripe`` package (v16, ``StripeClient``)."""
 
-    def __init__(self, api_key: str, api_base: str = "") -> None:
-        bases: stripe.BaseAddresses = {"api": api_base, "connect": api_base} if api_base else {}
-        self._stripe = stripe.StripeClient(api_key, base_addresses=bases, max_network_retries=2)
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str = "",
+        *,
+        max_network_retries: int = 2,
+        http_client: stripe.HTTPClient | None = None,
+    ) -> None:
+        """``api_base``: another API host (e.g. localstripe); the library
+        retries network errors ``max_network_retries`` times with the same
+        idempotency key."""
+        self._stripe = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base, "connect": api_base} if api_base else None,
+            max_network_retries=max_network_retries,
+            http_client=http_client,
+        )
 
     def checkout_session_create(
         self,
@@ -194,7 +210,7 @@ class StripeClient:
             lambda: self._stripe.v1.payouts.list(params={"limit": 100}, options={"stripe_account": account_id})
         )
         for payout in page.data:
-            if (payout.metadata or {}).get("withdrawal_id") == withdrawal_id:
+            if (payout.to_dict().get("metadata") or {}).get("withdrawal_id") == withdrawal_id:
                 return ProviderObject(payout.id, payout.status)
         return None
 

@@ -10,13 +10,8 @@ from django.db import OperationalError
 from utility import clock
 
 from . import fake
-from .services import (
-    refund_submit,
-    refunds_reconcile,
-    withdrawal_advance,
-    withdrawal_reverse_transfer,
-    withdrawals_reconcile,
-)
+from .services import payments_reconcile as reconcile
+from .services import refund_submit, withdrawal_advance, withdrawal_reverse_transfer
 
 RETRY = {
     "acks_late": True,
@@ -50,8 +45,7 @@ def refund_submit_task(refund_id: str) -> str:
 def payments_reconcile() -> int:
     """Every few minutes: withdrawals stuck in a middle state, overdue payouts,
     transfers to reverse, refunds not yet sent."""
-    now = clock.now()
-    return withdrawals_reconcile(now) + refunds_reconcile(now)
+    return reconcile(clock.now())
 
 
 @shared_task(**RETRY)

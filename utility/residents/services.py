@@ -36,11 +36,18 @@ def check_amount_uk(amount_uk: object) -> int:
 def wallet_credit(
     username: str, amount_uk: int, reason: str, operator: str, request_id: str, now: datetime
 ) -> Transaction:
-    """Issue ``amount_uk`` of operator credit to a resident's wallet, once per
-    ``request_id``; the operator's name and reason are recorded."""
+    """Issue ``amount_uk`` µk of operator credit to a resident's wallet, once
+    per ``request_id`` (a retry returns the original; the same id for another
+    amount or resident is refused). The operator's name and reason are recorded
+    with the movement and in the audit log. Raises ``ResidentError``; nothing
+    is written then."""
     check_amount_uk(amount_uk)
-    if not reason.strip():
+    if not isinstance(reason, str) or not reason.strip():
         raise ResidentError("a reason is required for operator credit")
+    if not isinstance(operator, str) or not operator.strip():
+        raise ResidentError("the operator's name is required (it is recorded)")
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise ResidentError("a request id is required")
     wallet = wallet_ensure(resident_get(username))
     source = system_account(AccountKind.OPERATOR_CREDIT)
     try:

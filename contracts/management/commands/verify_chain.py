@@ -41,6 +41,8 @@ class Command(BaseCommand):
             )
             for difference in report.differences:
                 self.stdout.write(f"DIFFERENT {difference.what}: {difference.detail}")
-            self.stdout.write("OK: the chain matches the ledger" if report.ok else f"{len(report.differences)} differences")
+            self.stdout.write(
+                "OK: the chain matches the ledger" if report.ok else f"{len(report.differences)} differences"
+            )
         if not report.ok:
             raise CommandError("the chain differs from the ledger", returncode=1)

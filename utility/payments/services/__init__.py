@@ -4,6 +4,7 @@ withdrawals, Connect onboarding, the webhook inbox)."""
 from .common import EventDeferred, PaymentsError
 from .connect import connect_account_refresh, connect_onboarding_url
 from .disputes import refund_submit, refunds_reconcile, topup_refund
+from .reconcile import payments_reconcile
 from .topups import TOPUP_MAX_CENTS, TOPUP_MIN_CENTS, topup_create, topup_quote_for
 from .webhooks import HANDLERS, WebhookOutcome, webhook_event_process, webhook_event_receive
 from .withdrawals import (
@@ -25,6 +26,7 @@ __all__ = [
     "WebhookOutcome",
     "connect_account_refresh",
     "connect_onboarding_url",
+    "payments_reconcile",
     "refund_submit",
     "refunds_reconcile",
     "topup_create",

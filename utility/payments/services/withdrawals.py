@@ -147,7 +147,7 @@ def withdrawal_advance(withdrawal_id: object, now: datetime) -> Withdrawal:
         withdrawal = Withdrawal.objects.get(pk=withdrawal_id)
         step = {S.HELD: _step_transfer, S.TRANSFER_CREATED: _step_payout}.get(withdrawal.status)
         if step is None or not step(withdrawal, now):
-            return withdrawal
+            break
     return Withdrawal.objects.get(pk=withdrawal_id)
 
 

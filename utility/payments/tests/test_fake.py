@@ -13,7 +13,7 @@ from django.core.management.base import SystemCheckError
 from utility.ledger.selectors import account_balance
 from utility.ledger.services import wallet_ensure
 from utility.payments import fake
-from utility.payments.client import payments_client
+from utility.payments.client import ProviderDeclined, payments_client
 from utility.payments.fake import FakeClient, fake_sign
 from utility.payments.models import FakeEvent, TopUp, TopUpStatus, WebhookEvent
 from utility.payments.services import topup_create, topups
@@ -90,7 +90,7 @@ def test_an_idempotency_key_returns_the_first_session_and_refuses_other_paramete
     first = client.checkout_session_create(**params, idempotency_key="checkout:t")
     again = client.checkout_session_create(**params, idempotency_key="checkout:t")
     assert first == again
-    with pytest.raises(fake.ProviderDeclined, match="same parameters"):
+    with pytest.raises(ProviderDeclined, match="same parameters"):
         client.checkout_session_create(**{**params, "amount_cents": 2_000}, idempotency_key="checkout:t")
 
 

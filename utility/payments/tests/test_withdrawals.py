@@ -238,3 +238,21 @@ def test_advancing_a_finished_withdrawal_does_nothing(producer, django_capture_o
 
     assert withdrawal_advance(withdrawal.pk, LATER).status == S.PAID
     assert transfers_of(withdrawal) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payout_whose_event_never_came_is_settled_by_asking_stripe(producer):
+    payments_client_install(FakeClient(payout_outcome=None))
+    withdrawal = withdrawal_request(producer, WITHDRAW_UK, "w-1", NOW)
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == S.PAYOUT_CREATED
+    row = FakeObject.objects.get(pk=withdrawal.payout_id)
+    FakeObject.objects.filter(pk=row.pk).update(data={**row.data, "status": "paid"})  # paid, event lost
+
+    withdrawals_reconcile(NOW + timedelta(days=1))
+    assert Withdrawal.objects.get(pk=withdrawal.pk).status == S.PAYOUT_CREATED  # not overdue yet
+    withdrawals_reconcile(NOW + timedelta(days=4))
+
+    assert Withdrawal.objects.get(pk=withdrawal.pk).status == S.PAID
+    assert balances(producer) == (COINS_100 - WITHDRAW_UK, 0, WITHDRAW_UK)
+    assert ledger_problems() == []
