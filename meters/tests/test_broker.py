@@ -56,6 +56,7 @@ def test_acl_gives_the_backend_everything_and_each_meter_its_own_topics():
         "topic readwrite #",
         "pattern write grid/+/meters/%u/readings",
         "pattern write grid/+/meters/%u/status",
+        "pattern write grid/+/meters/%u/state",
         "pattern read grid/+/meters/%u/ack",
         "pattern read grid/+/meters/%u/decision",
         "pattern read grid/+/price",
