@@ -9,7 +9,8 @@ then ``mirror_drain``: snapshot from the ledger, batches recorded before
 sending, signed, sent, receipts awaited, chain balances recorded) three times:
 1. a settlement touching every account for the first time (new storage slots),
 2. a second settlement touching them all again (overwrites),
-3. the same again in Merkle mode (one ``commitRoot`` per settlement).
+3. twice more in Merkle mode (one ``commitRoot`` per settlement; the first
+   root writes new slots, the next overwrites them).
 It prints gas per account, accounts per second (plan + send, end to end) and
 the number of batches, then runs ``verify_chain``'s check and exits non-zero
 if the chain differs from the ledger (a fast wrong mirror is worthless).
@@ -29,7 +30,10 @@ from pathlib import Path
 from bench.common import bench_database_create, fmt_rate, machine_description, step, table_markdown, table_print
 
 DEFAULT_DB = "commonwatt_bench_chain"
-HEADERS = ["backend", "run", "accounts", "batches", "gas/account", "gas/tx (max)", "plan s", "send s", "accounts/s"]
+HEADERS = [
+    "backend", "run", "accounts", "batches", "gas/account", "gas/settlement", "gas/tx (max)", "plan s", "send s",
+    "accounts/s",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class Run:
     accounts: int
     batches: int
     gas_per_account: float
+    total_gas: int
     max_tx_gas: int
     plan_s: float
     send_s: float
@@ -52,6 +57,7 @@ class Run:
             f"{self.accounts:,}",
             self.batches,
             f"{self.gas_per_account:,.0f}",
+            f"{self.total_gas:,}",
             f"{self.max_tx_gas:,}",
             f"{self.plan_s:.2f}",
             f"{self.send_s:.2f}",
@@ -115,7 +121,7 @@ def mirror_once(backend: str, label: str, fleet: Fleet, mode: str) -> Run:
         raise SystemExit(f"{backend} {label}: mirror stopped: {result}")
     gas = list(MirrorDelivery.objects.filter(batch__settlement=planned).values_list("gas_used", flat=True))
     return Run(
-        backend, label, planned.account_count, planned.batch_count, sum(gas) / planned.account_count,
+        backend, label, planned.account_count, planned.batch_count, sum(gas) / planned.account_count, sum(gas),
         max(gas), planned_at - started, finished - planned_at,
     )  # fmt: skip
 
@@ -132,7 +138,13 @@ def bench_backend(backend: str, fleet: Fleet, anvil_url: str) -> list[Run]:
     chain_reset()
     connected = chain_connected()
     runs = []
-    for label, mode in [("new accounts", "accounts"), ("overwrite", "accounts"), ("merkle root", "merkle")]:
+    runs_to_do = [
+        ("new accounts", "accounts"),
+        ("overwrite", "accounts"),
+        ("merkle root (first)", "merkle"),
+        ("merkle root (next)", "merkle"),
+    ]
+    for label, mode in runs_to_do:
         with step(f"{backend}: {label}"):
             runs.append(mirror_once(backend, label, fleet, mode))
     with step(f"{backend}: verify_chain"):
@@ -209,7 +221,8 @@ new slot). After the runs `verify_chain`'s check passed on each backend.
 Targets: ≥ 3,000 accounts/s to anvil; ≤ 8,000 gas per overwritten account.
 Merkle mode: one `commitRoot` transaction per settlement whatever the number of
 accounts (its gas/account is the one transaction's gas divided by the accounts
-under the root).
+under the root); `gas/tx` is its gas per settlement, to set beside the
+per-account mode's total (gas/account × accounts).
 """
     Path(path).write_text(text)
     print(f"wrote {path}", file=sys.stderr)

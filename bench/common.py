@@ -35,19 +35,23 @@ class Progress:
         self.label = label
         self.total = max(total, 1)
         self.done = 0
+        self.note = ""
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.started = time.perf_counter()
         self._drawn_at = 0.0
         self._draw(force=True)
 
-    def advance(self, count: int = 1) -> None:
+    def advance(self, count: int = 1, note: str = "") -> None:
+        """Count ``count`` more done; ``note`` (e.g. the step just finished) is shown after the bar."""
         self.done = min(self.done + count, self.total)
+        self.note = note
         self._draw()
 
     def finish(self) -> float:
         """Close the bar; return the seconds it was open."""
         self.done = self.total
+        self.note = ""
         elapsed = time.perf_counter() - self.started
         self._draw(force=True, final=True)
         return elapsed
@@ -61,9 +65,9 @@ class Progress:
         bar = "#" * filled + "." * (self.WIDTH - filled)
         line = (
             f"{self.label:<34} [{bar}] {100 * self.done // self.total:3d}% "
-            f"{self.done:,}/{self.total:,} {now - self.started:6.1f} s"
+            f"{self.done:,}/{self.total:,} {now - self.started:6.1f} s {self.note}"
         )
-        self.stream.write(("\r" if self.live else "") + line + ("\n" if final else ""))
+        self.stream.write(("\r\033[K" if self.live else "") + line.rstrip() + ("\n" if final else ""))
         self.stream.flush()
 
 

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from contracts.tasks import mirror_drain
 from meters.models import Grid, Meter, Reading
 from meters.services import grid_create, meter_add
 from settlement.services import grid_settle_due
@@ -130,4 +131,6 @@ def demo_tick(grid: Grid, now: datetime) -> tuple[int, int]:
     """Bring the demo up to ``now``: record readings, settle what is due."""
     recorded = demo_readings(grid, now)
     settled = [c for c in grid_settle_due(grid.pk, now) if c.settled_now]
+    # The chain mirror plans every settlement not yet on chain and sends it.
+    transaction.on_commit(mirror_drain.delay)
     return recorded, len(settled)

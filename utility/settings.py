@@ -57,6 +57,9 @@ METER_SECRET_KEY = env_str("METER_SECRET_KEY", "")
 VAR_DIR = Path(env_str("COMMONWATT_VAR_DIR", str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
+    # The web app first: its templates (payments/base.html: the site layout
+    # around the payments pages) take precedence over the apps below.
+    "web",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -64,6 +67,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "utility.ledger",
     "utility.audit",
     "utility.residents",
@@ -76,6 +83,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves collected static files (htmx, Chart.js, API docs) under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,9 +144,29 @@ STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an unauthenticated API call gets 401 with a
+        # WWW-Authenticate header rather than 403.
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "web.apis.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "60/min"),
+        "user": env_str("API_THROTTLE_USER", "600/min"),
+        # Moving money and asking for a token: tighter.
+        "money": env_str("API_THROTTLE_MONEY", "60/min"),
+        "token": env_str("API_THROTTLE_TOKEN", "10/min"),
+    },
+    "EXCEPTION_HANDLER": "web.apis.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
 # Celery (docs/operations.md, "Worker and beat"). Without a broker URL (the
@@ -209,8 +238,10 @@ SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 # Where a resident's coin price and currency come from (a grid's rules); a
 # dotted path, so the core app does not import the meters app.
 PAYMENTS_PRICE_SOURCE = env_str("PAYMENTS_PRICE_SOURCE", "meters.pricing.coin_price_for")
-# Until the web app (issue 7) brings its own login page.
-LOGIN_URL = env_str("LOGIN_URL", "payments:login")
+# The web app's pages (issue 7); see the "Web" block at the end.
+LOGIN_URL = env_str("LOGIN_URL", "web:login")
+LOGIN_REDIRECT_URL = "web:dashboard"
+LOGOUT_REDIRECT_URL = "web:login"
 CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "utility.payments.tasks.payments_reconcile", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["payments-fake-redeliver"] = {
     "task": "utility.payments.tasks.fake_events_redeliver",
@@ -231,3 +262,64 @@ CHAIN_BATCH_GAS = env_int("CHAIN_BATCH_GAS", 15_000_000)
 CHAIN_RPC_TIMEOUT_S = env_int("CHAIN_RPC_TIMEOUT_S", 10)
 CHAIN_RECEIPT_TIMEOUT_S = env_int("CHAIN_RECEIPT_TIMEOUT_S", 60)
 CELERY_BEAT_SCHEDULE["chain-drain"] = {"task": "contracts.tasks.mirror_drain", "schedule": 30.0}
+
+# --- Web (web/, issue 7): pages, the REST API, security -------------------
+# htmx and Chart.js come from npm (`npm ci --prefix web`); this finder serves
+# exactly those two files from web/node_modules, so nothing third-party is
+# committed (web/checks.py warns when they are missing).
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "web.staticfinders.VendorFinder",
+]
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Commonwatt <no-reply@localhost>")
+# The login limiter (web/ratelimit.py) and DRF's throttles count in the cache:
+# a shared one (CACHE_URL=redis://...) makes the limits hold across processes.
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "commonwatt"}
+    )
+}
+LOGIN_FAILURES_MAX = env_int("LOGIN_FAILURES_MAX", 5)  # per username and address...
+LOGIN_FAILURES_PER_ADDRESS_MAX = env_int("LOGIN_FAILURES_PER_ADDRESS_MAX", 30)  # ...and per address
+LOGIN_LOCKOUT_S = env_int("LOGIN_LOCKOUT_S", 900)
+AUTHENTICATION_BACKENDS = ["web.ratelimit.RateLimitedBackend"]
+
+# Production security: on whenever DEBUG is off, each overridable by env
+# (`manage.py check --deploy --fail-level WARNING` passes; web/tests).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Commonwatt API",
+    "DESCRIPTION": (
+        "Residents: wallet, meters, readings, settlements, funding, top-ups, withdrawals. "
+        "Operators (staff): grids, meters, settlements, alerts. Money in integer micro-coins "
+        "(`*_uk`, 1 k = 1,000,000 µk), energy in integer watt-hours (`*_wh`). "
+        "Authenticate with `Authorization: Token <key>` (POST /api/auth/token/) or a session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+}
+# --- end web ----------------------------------------------------------------

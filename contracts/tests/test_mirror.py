@@ -324,3 +324,22 @@ def test_merkle_mode_commits_one_root_per_settlement(mirror, settings, settlemen
         address, "verifyBalance", chainlib.checksum(proof.address), proof.balance_uk + 1, proof.proof
     )
     assert verify()["ok"]
+
+
+def test_operators_see_the_mirror_status(embedded, settlements):
+    first = settlements.post(FIRST)
+    mirror_settlement_plan(first.transaction_id)
+    out = []
+
+    class Sink:
+        def write(self, text):
+            out.append(text)
+
+    call_command("chain_status", "--json", stdout=Sink())
+    before = json.loads("".join(out))
+    assert before["reachable"] and before["batches_pending"] == 1 and before["batches_applied"] == 0
+    assert before["lag_s"] >= 0 and before["oldest_pending_at"]
+    mirror_drain()
+    after = mirror_status()
+    assert after.batches_pending == 0 and after.batches_applied == 1 and after.lag_s == 0
+    assert after.last_tx_hash == MirrorDelivery.objects.get().tx_hash

@@ -20,6 +20,7 @@ import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from itertools import compress, islice
 from operator import eq, itemgetter
 from typing import NamedTuple, NoReturn
@@ -90,6 +91,10 @@ class IntervalSettlement:
 _METER = itemgetter(0)
 _IMPORT = itemgetter(1)
 _EXPORT = itemgetter(2)
+# ``SettlementLine._make`` in C: builds a line from a 5-tuple of fields without
+# the Python-level ``__new__`` a NamedTuple call runs per line (half the cost
+# of building 100,000 lines).
+_line_from_fields = partial(tuple.__new__, SettlementLine)
 
 
 @contextmanager
@@ -207,8 +212,7 @@ def settle_interval(usages: Iterable[MeterUsage], rules: GridRules, carry_in_uk:
     loss_wh = export_wh - import_wh
     loss_bp = _loss_bp(loss_wh, export_wh)
     with _gc_paused():
-        # ``map`` over the columns: no Python-level loop per line.
-        lines = tuple(map(SettlementLine, meter_ids, imports, exports, debits, credits))
+        lines = tuple(map(_line_from_fields, zip(meter_ids, imports, exports, debits, credits, strict=True)))
     assert credited_uk + fee_uk + carry_out_uk == pool_uk, "settlement does not balance"
     assert carry_out_uk == (distributable_uk if export_wh == 0 else 0), "carry only when nothing was exported"
     return IntervalSettlement(

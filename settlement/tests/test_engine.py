@@ -50,6 +50,8 @@ def test_the_seed_example_to_the_micro_coin():
         SettlementLine("Carlos", 3000, 0, 3_000_000, 0),
         SettlementLine("Danny", 2000, 0, 2_000_000, 0),
     )
+    assert all(type(line) is SettlementLine for line in result.lines)
+    assert result.lines[0].credit_uk == 2_721_818
     assert (result.carry_in_uk, result.pool_uk, result.fee_uk) == (0, 5_000_000, 10_000)
     assert (result.credited_uk, result.carry_out_uk) == (4_990_000, 0)
     # 500 Wh of 5,500 lost: 909.09 bp, under the 1,500 bp alert.

@@ -80,3 +80,16 @@ def withdrawal_for(user, withdrawal_id: object) -> Withdrawal | None:
 def connected_account_for(user) -> ConnectedAccount | None:
     """The resident's Connect account, if they started onboarding."""
     return ConnectedAccount.objects.filter(user=user).first()
+
+
+def withdrawals_stuck(now) -> QuerySet[Withdrawal]:
+    """Withdrawals an operator should look at, oldest first: stuck in a middle
+    state longer than the reconciler waits, or a payout whose answer is
+    overdue. (Added for the operator page, issue 7.)"""
+    from django.db.models import Q
+
+    from .services.withdrawals import PAYOUT_POLL_AFTER, STUCK_AFTER
+
+    middle = Q(status__in=["held", "transfer_created"], updated_at__lt=now - STUCK_AFTER)
+    overdue = Q(status="payout_created", updated_at__lt=now - PAYOUT_POLL_AFTER)
+    return Withdrawal.objects.filter(middle | overdue).select_related("user").order_by("updated_at")

@@ -75,7 +75,7 @@ def scenario_orderings(draw) -> tuple[Scenario, list[str]]:
     return scenario, draw(st.permutations(scenario.events))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=scenario_orderings())
 def test_every_ordering_of_a_payments_events_ends_in_the_same_ledger_state(make_resident, case):
     scenario, order = case

@@ -4,6 +4,7 @@ resident sees and acts on nothing but their own top-ups and withdrawals."""
 from __future__ import annotations
 
 import pytest
+from django.shortcuts import resolve_url
 from django.test import Client
 
 from utility.ledger.selectors import account_balance
@@ -25,9 +26,11 @@ def logged_in(user) -> Client:
     return client
 
 
-def test_pages_need_a_login(client):
-    response = client.get("/payments/")
-    assert response.status_code == 302 and response.url.startswith("/payments/login/?next=/payments/")
+def test_pages_need_a_login(client, settings):
+    for page in ("/payments/", "/payments/buy/", "/payments/withdraw/"):
+        response = client.get(page)
+        assert response.status_code == 302
+        assert response.url == f"{resolve_url(settings.LOGIN_URL)}?next={page}"
     assert client.get("/payments/login/").status_code == 200
 
 

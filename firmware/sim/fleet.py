@@ -1,0 +1,446 @@
+"""A fleet of firmware ``Meter`` instances in one process, one thread.
+
+``Fleet`` builds one real ``firmware.meter.Meter`` per ``MeterSpec`` (energy
+from a ``profiles`` curve, a memory or file journal, any transport: paho for a
+broker, ``transport_memory`` for tests) and ``step()`` moves them to the source
+clock's present. It walks there in sub-steps that land exactly on every
+interval boundary, so every meter closes every interval, in order, with the
+exact energy of its curve, however far the clock jumped (an accelerated
+clock, the grid page's "advance one interval"). All meters see the same
+instant in a sweep.
+
+One line of progress per simulated interval (``progress``): readings closed
+for it, what was sent and acknowledged since the last line, what is queued.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from firmware.backlog import EXPORT_WH, IMPORT_WH
+from firmware.journal import MemoryJournal
+from firmware.meter import Meter, _fresh_state
+from firmware.timefmt import utc_text
+
+from .clock import StepClock
+from .faults import Fault, JumpCurve, OutageTransport, garbage_payloads
+from .profiles import (
+    DAY_MIN,
+    MINUTE_S,
+    Curve,
+    GridModel,
+    HouseholdCurve,
+    SolarCurve,
+    StreetLightCurve,
+    Weather,
+    energy_ws,
+    solar_per_mille,
+    text_seed,
+    volts_dv,
+)
+
+PROFILES = ("solar", "household", "light", "battery")
+LIGHT_W = 150
+# Meter settings for simulated meters: a broker restart should not leave a
+# demo's meters waiting five real minutes to come back.
+SIM_CONFIG = {"reconnect_max_s": 10}
+
+
+def profile_for(kind: str, public: bool = False) -> str:
+    """The curve a registered meter gets: producer → solar, prosumer →
+    battery, a public consumer (street light) → light, other consumers → household."""
+    if kind == "producer":
+        return "solar"
+    if kind == "prosumer":
+        return "battery"
+    if kind == "consumer":
+        return "light" if public else "household"
+    raise ValueError(f"unknown meter kind {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """One simulated meter. ``scale`` is the solar peak W, the household's
+    % of an average one, or the light's W; None lets ``fleet_plan`` choose.
+    ``seq``/``import_total_wh``/``export_total_wh`` resume a meter the backend
+    already knows (its next seq and its registers); they seed an empty journal."""
+
+    meter: str
+    secret: str
+    profile: str
+    scale: int | None = None
+    seq: int = 1
+    import_total_wh: int = 0
+    export_total_wh: int = 0
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"{self.meter}: profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
+        for name in ("seq", "import_total_wh", "export_total_wh"):
+            value = getattr(self, name)
+            if type(value) is not int or value < (1 if name == "seq" else 0):
+                raise ValueError(f"{self.meter}: {name} must be an integer ≥ {1 if name == 'seq' else 0}")
+
+
+def fleet_plan(
+    specs: Iterable[MeterSpec],
+    weather: Weather,
+    day_start_s: int,
+    loss_pct: int = 10,
+    gate: Callable[[str, Curve], Curve] | None = None,
+) -> tuple[GridModel, dict[str, Curve]]:
+    """Each meter's physical curve, in a ``GridModel``. Roofs without a
+    ``scale`` are sized so that on a day of average weather the grid exports
+    ``loss_pct`` % more than it imports (batteries then end the day about where
+    they began). ``gate(meter, curve)`` may wrap each curve (a relay)."""
+    gate = gate or (lambda meter, curve: curve)
+    model = GridModel(loss_pct=loss_pct)
+    curves: dict[str, Curve] = {}
+    roofs: list[tuple[MeterSpec, int]] = []
+    for spec in specs:
+        seed = text_seed(spec.meter)
+        if spec.profile == "household":
+            curves[spec.meter] = model.add(gate(spec.meter, HouseholdCurve(spec.scale or 60 + seed % 81, seed)))
+        elif spec.profile == "light":
+            curves[spec.meter] = model.add(gate(spec.meter, StreetLightCurve(spec.scale or LIGHT_W)))
+        elif spec.profile == "battery":
+            curves[spec.meter] = gate(spec.meter, model.battery())
+        elif spec.scale is not None:
+            curves[spec.meter] = model.add(gate(spec.meter, SolarCurve(spec.scale, weather, seed)))
+        else:
+            roofs.append((spec, 4 + seed % 4))  # roofs of 4 to 7 relative sizes
+    if roofs:
+        day_end_s = day_start_s + DAY_MIN * MINUTE_S
+        import_ws = export_ws = 0
+        for curve in model.curves:
+            day_import_ws, day_export_ws = energy_ws(curve, day_start_s, day_end_s)
+            import_ws, export_ws = import_ws + day_import_ws, export_ws + day_export_ws
+        # Watt-seconds one watt of peak yields on an average day, × 100_000.
+        yield_ws = sum(solar_per_mille(minute) for minute in range(DAY_MIN)) * (100 - weather.mean_pct()) * MINUTE_S
+        wanted_ws = max(0, import_ws * (100 + loss_pct) // 100 - export_ws)
+        weights = sum(weight for _, weight in roofs)
+        for spec, weight in roofs:
+            peak_w = max(100, wanted_ws * weight * 100_000 // (yield_ws * weights))
+            curves[spec.meter] = model.add(gate(spec.meter, SolarCurve(peak_w, weather, text_seed(spec.meter))))
+    return model, curves
+
+
+class CurveSource:
+    """An energy source (``drivers.py``'s contract) that integrates a curve
+    exactly: watt-seconds between reads, whole Wh reported, the rest carried."""
+
+    def __init__(self, clock, curve: Curve, seed: int = 0) -> None:
+        self.clock = clock
+        self.curve = curve
+        self.seed = seed
+        self._last: int | None = None
+        self._import_ws = 0
+        self._export_ws = 0
+
+    def read(self) -> tuple[int, int, int | None]:
+        now = self.clock.now()
+        if now is None:
+            return 0, 0, None
+        volts = volts_dv(now // MINUTE_S, self.seed)
+        if self._last is None or now <= self._last:
+            self._last = now if self._last is None else self._last
+            return 0, 0, volts
+        import_ws, export_ws = energy_ws(self.curve, self._last, now)
+        self._last = now
+        import_wh, self._import_ws = divmod(self._import_ws + import_ws, 3600)
+        export_wh, self._export_ws = divmod(self._export_ws + export_ws, 3600)
+        return import_wh, export_wh, volts
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStats:
+    """Totals over the fleet, from the meters' own counters."""
+
+    meters: int
+    online: int
+    closed: int
+    sent: int
+    acked: int
+    queued: int
+    rejected: int
+    dropped: int
+    dead_letter: int
+    garbage: int
+
+
+@dataclass
+class SimMeter:
+    spec: MeterSpec
+    curve: Curve  # what it reports (its physical curve, or a jump fault's)
+    relay: SimRelay
+    meter: Meter
+    transport: OutageTransport
+    faults: list[Fault] = field(default_factory=list)
+    garbage_sent: int = 0
+
+
+@dataclass
+class Closed:
+    """Readings closed for one interval: how many, and their energy."""
+
+    readings: int = 0
+    import_wh: int = 0
+    export_wh: int = 0
+
+
+class SimRelay:
+    """The supply switch of a simulated meter: while open (a ``disconnect``
+    decision) its household, roof or battery neither imports nor exports."""
+
+    def __init__(self) -> None:
+        self.closed: bool | None = None
+        self.switches = 0
+
+    def set(self, closed) -> None:
+        if self.closed is not None and bool(closed) != self.closed:
+            self.switches += 1
+        self.closed = bool(closed)
+
+
+class RelayGate(Curve):
+    """``inner``'s power while ``relay`` is closed (or not yet set), else none."""
+
+    def __init__(self, inner: Curve, relay: SimRelay) -> None:
+        self.inner, self.relay, self.kind = inner, relay, inner.kind
+
+    def power(self, minute: int) -> tuple[int, int]:
+        return (0, 0) if self.relay.closed is False else self.inner.power(minute)
+
+
+class Fleet:
+    """``specs`` on ``grid`` with intervals of ``interval_s``, moved by
+    ``clock`` (``SimClock``, ``drivers.ManualClock``, ``host.SystemClock``:
+    anything with ``now()``/``status()``/``monotonic()``).
+
+    ``transport_factory(spec)`` gives each meter its MQTT transport;
+    ``journal_factory(spec)`` its journal (default: in memory); ``faults``
+    times are counted from the clock's time at construction. ``after_sweep``
+    runs after every sweep (a test's stand-in backend polls there).
+    """
+
+    def __init__(
+        self,
+        grid: str,
+        specs: Iterable[MeterSpec],
+        clock,
+        transport_factory: Callable[[MeterSpec], object],
+        *,
+        interval_s: int = 3600,
+        faults: Iterable[Fault] = (),
+        weather: Weather | None = None,
+        loss_pct: int = 10,
+        journal_factory: Callable[[MeterSpec], object] | None = None,
+        meter_config: dict | None = None,
+        progress: Callable[[str], None] | None = None,
+        after_sweep: Callable[[], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        specs = list(specs)
+        names = [spec.meter for spec in specs]
+        if len(set(names)) != len(names):
+            raise ValueError("a meter appears twice in the fleet")
+        faults = list(faults)
+        for fault in faults:
+            if fault.meter not in names:
+                raise ValueError(f"fault on {fault.meter!r}, which is not in the fleet")
+        self.grid, self.interval_s, self.source_clock = grid, interval_s, clock
+        self.start_s = int(clock.now())
+        self.clock = StepClock(clock)
+        self.cursor: int | None = None
+        self.weather = weather or Weather(seed=text_seed(grid))
+        self.progress, self.after_sweep = progress, after_sweep
+        self.closed: dict[int, Closed] = {}
+        self._reported = (0, 0)  # (sent, acked) at the last progress line
+        self._pending: list[int] = []  # closed intervals not yet reported
+        relays = {name: SimRelay() for name in names}
+        day_start_s = self.start_s - self.start_s % 86400
+        self.model, curves = fleet_plan(
+            specs, self.weather, day_start_s, loss_pct, gate=lambda name, curve: RelayGate(curve, relays[name])
+        )
+        self._config = {**SIM_CONFIG, **(meter_config or {})}
+        self._log = log
+        journals = journal_factory or (lambda spec: MemoryJournal())
+        self.meters = []
+        for spec in specs:
+            mine = [fault for fault in faults if fault.meter == spec.meter]
+            transport, journal = transport_factory(spec), journals(spec)
+            self.meters.append(self._build(spec, curves[spec.meter], relays[spec.meter], mine, transport, journal))
+
+    def _build(self, spec, physical, relay, faults, transport, journal) -> SimMeter:
+        curve = physical
+        for fault in faults:
+            if fault.kind == "jump":
+                curve = JumpCurve(curve, fault.factor, lambda s, f=fault: f.active(s - self.start_s))
+        outages = [fault for fault in faults if fault.kind == "offline"]
+        cut = OutageTransport(
+            transport, lambda: any(fault.active(self.clock.current - self.start_s) for fault in outages)
+        )
+        _journal_seed(journal, spec)
+        log = self._log
+        meter_log = (lambda message: log(f"{spec.meter}: {message}")) if log else None
+        meter = Meter(
+            {
+                **self._config,
+                "grid": self.grid,
+                "meter": spec.meter,
+                "secret": spec.secret,
+                "interval_s": self.interval_s,
+            },
+            CurveSource(self.clock, curve, text_seed(spec.meter)),
+            relay,
+            self.clock,
+            journal,
+            cut,
+            meter_log,
+        )
+        return SimMeter(spec, curve, relay, meter, cut, [fault for fault in faults if fault.kind == "garbage"])
+
+    # -- moving time -------------------------------------------------------
+
+    def step(self) -> None:
+        """Tick every meter up to the clock's present, landing on each
+        interval boundary on the way; with no time passed, one network sweep."""
+        target = int(self.source_clock.now())
+        if self.cursor is None or target <= self.cursor:
+            self._sweep(target if self.cursor is None else self.cursor)
+            return
+        while self.cursor < target:
+            boundary = (self.cursor // self.interval_s + 1) * self.interval_s
+            self._sweep(min(target, boundary))
+
+    def _sweep(self, moment: int) -> None:
+        previous, self.cursor = self.cursor, moment
+        self.clock.current = moment
+        for sim in self.meters:
+            seq = sim.meter.state["seq"]
+            sim.meter.tick()
+            if sim.meter.state["seq"] != seq:
+                self._closed(sim, seq)
+        if self.after_sweep is not None:
+            self.after_sweep()
+        if previous is not None and previous // self.interval_s != moment // self.interval_s:
+            self._pending.append(moment - moment % self.interval_s - self.interval_s)
+        self._report_due()
+
+    def _closed(self, sim: SimMeter, seq: int) -> None:
+        reading = sim.meter.backlog.get(seq)
+        if reading is None:
+            return  # the queue was full: counted in the meter's dropped
+        closed = self.closed.setdefault(reading[1], Closed())
+        closed.readings += 1
+        closed.import_wh += reading[IMPORT_WH]
+        closed.export_wh += reading[EXPORT_WH]
+        elapsed_s = self.cursor - self.start_s
+        if sim.meter.online and any(fault.active(elapsed_s) for fault in sim.faults):
+            for payload in garbage_payloads(sim.spec.meter, sim.spec.secret, reading[1], self.interval_s):
+                try:
+                    sim.transport.publish(sim.meter.topic_readings, payload, False, 1)
+                    sim.garbage_sent += 1
+                except OSError:
+                    break
+
+    def _report_due(self) -> None:
+        """Report an interval once the online meters have all its readings
+        acked, or at the latest when the next one closes."""
+        while self._pending:
+            period_start_s = self._pending[0]
+            if self.cursor < period_start_s + 2 * self.interval_s and any(
+                reading[1] <= period_start_s
+                for sim in self.meters
+                if sim.meter.online
+                for reading in sim.meter.backlog.items()
+            ):
+                return
+            self._report(self._pending.pop(0))
+
+    def _report(self, period_start_s: int) -> None:
+        stats = self.stats()
+        closed = self.closed.pop(period_start_s, Closed())
+        for old in [start for start in self.closed if start < period_start_s]:
+            del self.closed[old]
+        sent, acked = stats.sent - self._reported[0], stats.acked - self._reported[1]
+        self._reported = (stats.sent, stats.acked)
+        if self.progress is not None:
+            self.progress(
+                f"{utc_text(period_start_s)[:16]}Z closed {closed.readings}/{stats.meters}"
+                f"  sent {sent}  acked {acked}  queued {stats.queued}  online {stats.online}/{stats.meters}"
+                f"  rejected {stats.rejected}  import {_kwh(closed.import_wh)} kWh  export {_kwh(closed.export_wh)} kWh"
+            )
+
+    # -- running -------------------------------------------------------------
+
+    def run(
+        self, stop: threading.Event | None = None, *, until_s: int | None = None, tick_s: float = 0.2
+    ) -> FleetStats:
+        """Step every ``tick_s`` real seconds until ``stop`` is set or the
+        simulated time reaches ``until_s`` (then wait up to 30 s for the last
+        acks); shuts the meters down cleanly and returns the final stats."""
+        stop = stop or threading.Event()
+        try:
+            while not stop.is_set():
+                self.step()
+                if until_s is not None and self.cursor >= until_s:
+                    self.drain(stop, timeout_s=30.0, tick_s=tick_s)
+                    break
+                stop.wait(tick_s)
+        finally:
+            self.shutdown()
+        return self.stats()
+
+    def drain(self, stop: threading.Event | None = None, *, timeout_s: float = 30.0, tick_s: float = 0.05) -> bool:
+        """Network sweeps at the present instant (no interval closes) until
+        nothing is queued; False when ``timeout_s`` real seconds ran out."""
+        stop = stop or threading.Event()
+        waited = 0.0
+        while self.stats().queued and waited < timeout_s and not stop.is_set():
+            self._sweep(self.cursor if self.cursor is not None else int(self.source_clock.now()))
+            stop.wait(tick_s)
+            waited += tick_s
+        return self.stats().queued == 0
+
+    def shutdown(self) -> None:
+        """Checkpoint every meter, publish ``offline`` and disconnect."""
+        for sim in self.meters:
+            sim.meter.shutdown()
+
+    def stats(self) -> FleetStats:
+        total: dict[str, int] = dict.fromkeys(("closed", "sent", "acked", "rejected"), 0)
+        queued = dropped = dead = online = garbage = 0
+        for sim in self.meters:
+            for name in total:
+                total[name] += sim.meter.counters[name]
+            queued += len(sim.meter.backlog)
+            dropped += sim.meter.state["drop"]
+            dead += sim.meter.state["dead"]
+            online += 1 if sim.meter.online else 0
+            garbage += sim.garbage_sent
+        return FleetStats(
+            meters=len(self.meters),
+            online=online,
+            queued=queued,
+            dropped=dropped,
+            dead_letter=dead,
+            garbage=garbage,
+            **total,
+        )
+
+
+def _journal_seed(journal, spec: MeterSpec) -> None:
+    """Start an empty journal where the backend left the meter: its next seq
+    and its registers (so its first reading follows the stored ones)."""
+    if journal.load() or (spec.seq == 1 and not spec.import_total_wh and not spec.export_total_wh):
+        return
+    state = _fresh_state(spec.meter, "connect")
+    state.update({"seq": spec.seq, "it": spec.import_total_wh, "et": spec.export_total_wh})
+    journal.append({"t": "s", "st": state})
+
+
+def _kwh(wh: int) -> str:
+    return f"{wh // 1000}.{wh % 1000 // 100}"

@@ -1,0 +1,135 @@
+"""The bulk QoS 1 publisher: its packets byte for byte, then a real Mosquitto:
+thousands of retained messages confirmed and read back, the broker's ACL
+refusals reported per message, a refused login, an absent broker, and the
+decisions of a whole grid published through it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from meters.models import MeterDecision
+from meters.mqtt import MqttPublishError, memory_publisher, mqtt_url_parse, publishers_close
+from meters.mqtt_bulk import connect_packet, mqtt_publish_bulk, publish_packet, varint
+from meters.protocol import signature_valid
+from meters.supply import meters_decide
+from meters.tests.factories import T0, grid_make, meter_issue
+from meters.tests.mosquitto import MqttProbe, free_port
+
+# -- the packets ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [(0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16_383, b"\xff\x7f"), (16_384, b"\x80\x80\x01"),
+     (268_435_455, b"\xff\xff\xff\x7f")],
+)  # fmt: skip
+def test_variable_byte_integers_as_the_mqtt_5_spec_tabulates(value, encoded):
+    assert varint(value) == encoded
+
+
+def test_varint_refuses_what_mqtt_cannot_carry():
+    for value in (-1, 268_435_456):
+        with pytest.raises(ValueError, match="variable byte integer"):
+            varint(value)
+
+
+def test_a_retained_qos_1_publish_packet():
+    assert publish_packet(b"a/b", b"hi", 0x0102, retain=True) == (
+        b"\x33"  # PUBLISH, QoS 1, retain
+        b"\x0a"  # remaining length: 2 + 3 topic + 2 packet id + 1 properties + 2 payload
+        b"\x00\x03a/b\x01\x02\x00hi"
+    )
+    assert publish_packet(b"a/b", b"", 1, retain=False)[0] == 0x32
+
+
+def test_a_connect_packet_with_credentials():
+    assert connect_packet("c", "u", "p", keepalive_s=60) == (
+        b"\x10\x14"  # CONNECT, remaining length 11 + 9 = 20
+        b"\x00\x04MQTT\x05\xc2\x00\x3c\x00"  # MQTT 5, username + password + clean start, keepalive 60, no properties
+        b"\x00\x01c\x00\x01u\x00\x01p"
+    )
+
+
+# -- a real Mosquitto ------------------------------------------------------------------------
+
+
+def _read_back(broker, topic_filter: str, count: int) -> dict[str, bytes]:
+    probe = MqttProbe(broker, broker.backend_username, broker.backend_password)
+    try:
+        assert probe.connect() == 0
+        assert probe.subscribe(topic_filter, qos=0) == [0]
+        seen = {}
+        while len(seen) < count:
+            message = probe.next_message(10)
+            assert message is not None, f"only {len(seen)} of {count} retained messages came back"
+            assert message.retain
+            seen[message.topic] = message.payload
+        return seen
+    finally:
+        probe.close()
+
+
+@pytest.mark.services
+def test_thousands_of_retained_messages_are_confirmed_and_held_by_the_broker(mosquitto):
+    prefix = f"bulk-{uuid.uuid4().hex[:8]}"
+    messages = [(f"{prefix}/{i}", f'{{"n":{i}}}'.encode()) for i in range(3_000)]
+    confirmed = mqtt_publish_bulk(messages, mqtt_url_parse(mosquitto.url), window=50_000)  # clipped to the broker's
+    assert confirmed == [True] * 3_000
+    assert _read_back(mosquitto, f"{prefix}/+", 3_000) == dict(messages)
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_the_broker_refusing_some_messages_is_reported_per_message(mosquitto):
+    issued = meter_issue(grid_make("bulk"), "bulk-m1")
+    mosquitto.sync_credentials()
+    as_meter = mqtt_url_parse(f"mqtt://bulk-m1:{issued.secret}@{mosquitto.host}:{mosquitto.port}")
+    own, foreign = "grid/bulk/meters/bulk-m1/status", "grid/bulk/meters/someone-else/decision"
+    confirmed = mqtt_publish_bulk([(own, b"online"), (foreign, b"{}"), (own, b"online")], as_meter, retain=False)
+    assert confirmed == [True, False, True]  # 0x87 not authorized for the foreign topic only
+
+
+@pytest.mark.services
+def test_a_packet_above_the_brokers_maximum_is_not_sent_and_the_rest_go_through(mosquitto):
+    prefix = f"big-{uuid.uuid4().hex[:8]}"
+    messages = [(f"{prefix}/a", b"1"), (f"{prefix}/b", b"x" * 70_000), (f"{prefix}/c", b"3")]
+    assert mqtt_publish_bulk(messages, mqtt_url_parse(mosquitto.url)) == [True, False, True]
+
+
+@pytest.mark.services
+def test_a_refused_login_or_an_absent_broker_raises_and_publishes_nothing(mosquitto):
+    wrong = mqtt_url_parse(f"mqtt://{mosquitto.backend_username}:wrong@{mosquitto.host}:{mosquitto.port}")
+    with pytest.raises(MqttPublishError, match=r"refused the login: reason code 13[45]"):
+        mqtt_publish_bulk([("x/y", b"1")], wrong)
+    with pytest.raises(MqttPublishError, match="cannot reach the MQTT broker"):
+        mqtt_publish_bulk([("x/y", b"1")], mqtt_url_parse(f"mqtt://u:p@127.0.0.1:{free_port()}"), timeout_s=2)
+
+
+def test_wildcards_are_not_topics_to_publish_to():
+    endpoint = mqtt_url_parse("mqtt://u:p@127.0.0.1:1")
+    for topic in ("a/+", "a/#", "", "a\0b"):
+        with pytest.raises(ValueError, match="no wildcard"):
+            mqtt_publish_bulk([(topic, b"1")], endpoint)
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_grids_decisions_go_out_on_one_bulk_connection(mosquitto, settings):
+    settings.MQTT_PUBLISHER, settings.MQTT_URL, settings.MQTT_PUBLISH_TIMEOUT_S = "paho", mosquitto.url, 10
+    memory_publisher().clear()
+    grid = grid_make("bulkgrid")
+    issued = {f"bg-{i:03d}": meter_issue(grid, f"bg-{i:03d}") for i in range(120)}  # above BULK_CONNECTION_MIN
+    try:
+        assert meters_decide([i.meter.pk for i in issued.values()], T0) == 120
+    finally:
+        publishers_close()
+    assert MeterDecision.objects.filter(published=True).count() == 120
+    assert memory_publisher().messages == []  # it really went to the broker
+    held = _read_back(mosquitto, "grid/bulkgrid/meters/+/decision", 120)
+    for topic, payload in held.items():
+        decision = json.loads(payload)
+        assert (decision["state"], decision["seq"]) == ("disconnect", 1)
+        assert signature_valid(issued[topic.split("/")[3]].secret, decision)
