@@ -72,6 +72,7 @@ class PublisherJob:
     username: str = ""  # raw mode: publish as this user to bench/raw
     password: str = ""
     raw_messages: int = 0
+    raw_topic: str = "bench/raw"
 
 
 def _payloads(job: PublisherJob) -> list[tuple[int, str, bytes]]:
@@ -104,7 +105,7 @@ def publisher_main(job: PublisherJob, ready, go, results) -> None:
     if job.raw_messages:
         body = b'{"v":1,"meter":"raw","seq":1,"period_start":"2026-01-01T00:00:00Z","pad":"' + b"x" * 250 + b'"}'
         clients = [_client(job, job.username, job.password, f"raw-pub-{os.getpid()}")]
-        messages = [(0, "bench/raw", body)] * job.raw_messages
+        messages = [(0, job.raw_topic, body)] * job.raw_messages
     else:
         messages = _payloads(job)
         clients = [_client(job, meter, secret, meter) for _, meter, secret in job.meters]

@@ -105,7 +105,9 @@ def _settings_clean(meter: Meter, changes: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def meter_settings_change(meter: Meter, changes: dict[str, Any], operator: str, now: datetime, reason: str = "") -> Meter:
+def meter_settings_change(
+    meter: Meter, changes: dict[str, Any], operator: str, now: datetime, reason: str = ""
+) -> Meter:
     """Change a meter's label, owner (a username, or empty for none), public,
     never-disconnect and active flags. Recorded with each old and new value.
     Marking a meter never-disconnect (or active again) decides for it at once:

@@ -11,7 +11,7 @@ purely, and post one balanced ledger transaction keyed by grid and interval.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +19,10 @@ from django.db import connection, transaction
 
 from meters.models import Grid
 from meters.services import grid_mark_settled
+from marketplace.selectors import contracts_settling, voltages_settled_in
+from marketplace.services import DeliveryOutcome, deliveries_record
 from settlement.domain import GridRules, IntervalSettlement, MeterUsage, settle_interval
+from settlement.domain.contracts import ContractTerms, Voltage, settle_contracts
 from utility.ledger.models import Account
 from utility.ledger.services import transaction_post
 from utility.lib.timeutil import ensure_utc, format_utc, is_aligned
@@ -99,8 +102,9 @@ def settlement_close(grid_id: int, interval_start: datetime, now: datetime) -> C
             return Closed(run, settled_now=False)
         carry_in_uk = Account.objects.select_for_update().get(pk=grid.pool_account_id).balance_uk
         usages, accounts, meter_pks, late_count = _claim_readings(grid, interval_start, interval_end)
+        usages, contract_legs = _contracts_first(grid, interval_start, usages, now)
         result = settle_interval(usages, grid_rules(grid), carry_in_uk)
-        txn = _post_ledger(grid, interval_start, result, accounts)
+        txn = _post_ledger(grid, interval_start, result, accounts, contract_legs)
         _write_lines(run.pk, result, meter_pks)
         _record_run(run, grid, result, txn, late_count, now)
         grid_mark_settled(grid.pk, interval_end)
@@ -114,35 +118,89 @@ def _claim_readings(
     here, and sum them per meter (late readings join the interval's own).
 
     One ``UPDATE ... RETURNING`` claims them (a reading committed a moment
-    later stays unsettled for the next interval); the same statement joins
-    each meter's public id and account and sums per meter, so nothing else is
-    read. Returns the usages, meter id → account id, meter id → meter pk, and
-    how many late readings were claimed.
+    later stays unsettled for the next interval) and brings each meter's
+    public id and account along, so nothing else is read. Returns the usages,
+    meter id → account id, meter id → meter pk, and the late readings claimed.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "WITH claimed AS ("
-            " UPDATE meters_reading r SET settled_in = %s FROM meters_meter m"
-            " WHERE m.grid_id = %s AND r.meter_id = m.id AND r.settled_in IS NULL AND r.interval_start < %s"
-            " RETURNING r.meter_id, m.public_id, m.account_id, r.import_wh, r.export_wh, r.late) "
-            "SELECT meter_id, public_id, account_id, sum(import_wh)::bigint, sum(export_wh)::bigint,"
-            " count(*) FILTER (WHERE late) "
-            "FROM claimed GROUP BY meter_id, public_id, account_id",
+            "UPDATE meters_reading r SET settled_in = %s FROM meters_meter m "
+            "WHERE m.grid_id = %s AND r.meter_id = m.id AND r.settled_in IS NULL AND r.interval_start < %s "
+            "RETURNING r.meter_id, m.public_id, m.account_id, r.import_wh, r.export_wh, r.late",
             [start, grid.pk, end],
         )
         rows = cursor.fetchall()
+    late_count = sum(1 for row in rows if row[5])
+    if len({row[0] for row in rows}) != len(rows):
+        rows = _sum_per_meter(rows)
     usages = [MeterUsage(public_id, import_wh, export_wh) for _, public_id, _, import_wh, export_wh, _ in rows]
     accounts = {public_id: account_id for _, public_id, account_id, _, _, _ in rows}
     meter_pks = {public_id: meter_pk for meter_pk, public_id, _, _, _, _ in rows}
-    return usages, accounts, meter_pks, sum(row[5] for row in rows)
+    return usages, accounts, meter_pks, late_count
+
+
+def _sum_per_meter(rows: list[tuple]) -> list[tuple]:
+    """One row per meter: a late reading adds to the meter's other readings.
+    (Rare, so summed here only when it happens, not by a GROUP BY every time.)"""
+    summed: dict[int, list] = {}
+    for meter_pk, public_id, account_id, import_wh, export_wh, late in rows:
+        total = summed.get(meter_pk)
+        if total is None:
+            summed[meter_pk] = [meter_pk, public_id, account_id, import_wh, export_wh, late]
+        else:
+            total[3] += import_wh
+            total[4] += export_wh
+    return [tuple(total) for total in summed.values()]
+
+
+def _contracts_first(
+    grid: Grid, start: datetime, usages: list[MeterUsage], now: datetime
+) -> tuple[list[MeterUsage], list[tuple[int, int]]]:
+    """Settle the interval's market contracts before the pool (docs/market.md).
+
+    Each active contract covers at most what both of its meters measured,
+    paid at its own price from its escrow to the seller meter's account; the
+    deliveries (and any breach) are recorded by the marketplace in this same
+    transaction. Returns the usages left for the pool and the ledger legs to
+    add to the settlement's one transaction. No fee here: the pool's fee is
+    the utility's only one. An empty market costs one indexed query.
+    """
+    contracts = contracts_settling(grid.pk, start)
+    if not contracts:
+        return usages, []
+    seen = voltages_settled_in([c.buyer_meter for c in contracts], start)
+    terms = [
+        ContractTerms(c.contract_id, c.seller_meter, c.buyer_meter, c.price_uk_per_kwh, c.cap_wh,
+                      c.delivered_before_wh, c.funds_uk, c.tolerance_bp, c.v_min_dv, c.v_max_dv)
+        for c in contracts
+    ]  # fmt: skip
+    settled = settle_contracts(usages, terms, {meter: Voltage(*volts) for meter, volts in seen.items()})
+    by_id = {c.contract_id: c for c in contracts}
+    legs: list[tuple[int, int]] = []
+    outcomes = []
+    for ln in settled.lines:
+        contract = by_id[ln.contract_id]
+        if ln.amount_uk:
+            legs += [(contract.escrow_account_id, -ln.amount_uk), (contract.seller_account_id, ln.amount_uk)]
+        volts = seen.get(ln.buyer_meter, (None, None))
+        outcomes.append(DeliveryOutcome(ln.contract_id, ln.cap_wh, ln.expected_wh, ln.seller_export_wh,
+                                        ln.buyer_import_wh, ln.delivered_wh, ln.amount_uk, ln.breach, *volts))  # fmt: skip
+    deliveries_record(start, outcomes, now)
+    return settled.remainder, legs
 
 
 def settlement_key(grid: Grid, interval_start: datetime) -> str:
     return f"settlement:{grid.slug}:{format_utc(interval_start)}"
 
 
-def _post_ledger(grid: Grid, start: datetime, result: IntervalSettlement, accounts: dict[str, int]):
-    legs = []
+def _post_ledger(
+    grid: Grid,
+    start: datetime,
+    result: IntervalSettlement,
+    accounts: dict[str, int],
+    contract_legs: Sequence[tuple[int, int]] = (),
+):
+    legs = list(contract_legs)
     for line in result.lines:
         if line.debit_uk:
             legs.append((accounts[line.meter], -line.debit_uk))

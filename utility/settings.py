@@ -68,7 +68,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
-    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "utility.ledger",
@@ -78,6 +77,7 @@ INSTALLED_APPS = [
     "meters",
     "settlement",
     "contracts",
+    "marketplace",
     "demo",
 ]
 
@@ -141,6 +141,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# collectstatic fills it (production); it exists so WhiteNoise has a root.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -152,7 +154,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "web.apis.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -165,7 +166,7 @@ REST_FRAMEWORK = {
         "token": env_str("API_THROTTLE_TOKEN", "10/min"),
     },
     "EXCEPTION_HANDLER": "web.apis.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "web.apis.schema.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
@@ -262,6 +263,13 @@ CHAIN_BATCH_GAS = env_int("CHAIN_BATCH_GAS", 15_000_000)
 CHAIN_RPC_TIMEOUT_S = env_int("CHAIN_RPC_TIMEOUT_S", 10)
 CHAIN_RECEIPT_TIMEOUT_S = env_int("CHAIN_RECEIPT_TIMEOUT_S", 60)
 CELERY_BEAT_SCHEDULE["chain-drain"] = {"task": "contracts.tasks.mirror_drain", "schedule": 30.0}
+# The marketplace (marketplace/, docs/market.md): close ended auctions, take
+# contract payments, end contracts, publish the price of each new interval.
+CELERY_BEAT_SCHEDULE["market-tick"] = {
+    "task": "marketplace.tasks.market_tick",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
 
 # --- Web (web/, issue 7): pages, the REST API, security -------------------
 # htmx and Chart.js come from npm (`npm ci --prefix web`); this finder serves

@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from settlement.views import overview
+from web.views.auth import landing
 
 urlpatterns = [
-    path("", overview, name="overview"),
+    # "overview": the name the payments pages link home with.
+    path("", landing, name="overview"),
+    path("", include("web.urls")),
+    path("api/", include("web.apis.urls")),
     path("admin/", admin.site.urls),
     path("payments/", include("utility.payments.urls")),
 ]

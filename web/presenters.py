@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from meters.models import DecisionState, Meter, MeterKind
-from meters.reports import readings_by_interval
+from meters.reports import Access, access_of, readings_by_interval
 from meters.supply import LOW_INTERVALS, MeterForecast, meters_forecast
 from settlement.reports import LineRow, line_rows, meter_lines, money_by_interval
 from utility.lib.timeutil import interval_floor
@@ -139,3 +139,47 @@ def runs_chart(runs: list) -> dict:
         "fee_uk": [run.fee_uk for run in runs],
         "pool_uk": [run.pool_uk for run in runs],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class GridTile:
+    """One meter on the grid picture."""
+
+    public_id: str
+    label: str
+    icon: str  # "solar", "house" or "light"
+    import_wh: int | None  # in the picture's interval; None: no reading
+    export_wh: int | None
+    balance_uk: int | None  # None: not the viewer's to see
+    state: str | None  # connected / disconnected; None: not the viewer's to see
+    mine: bool
+
+
+def grid_tiles(meters: list[Meter], readings: dict[int, tuple[int, int]], user) -> list[GridTile]:
+    """Producers as solar panels, consumers as houses, public consumers as
+    street lights. Every meter's energy is shown (the grid's flows are the
+    community's business); balance and state only where the viewer may see
+    them (``meters.reports.access_of``)."""
+    tiles = []
+    for meter in meters:
+        access = access_of(meter, user)
+        visible = access in (Access.FULL, Access.PUBLIC)
+        icon = (
+            "solar" if meter.kind in (MeterKind.PRODUCER, MeterKind.PROSUMER) else "light" if meter.public else "house"
+        )
+        imp, exp = readings.get(meter.pk, (None, None))
+        tiles.append(
+            GridTile(
+                public_id=meter.public_id,
+                label=meter.label,
+                icon=icon,
+                import_wh=imp,
+                export_wh=exp,
+                balance_uk=meter.account.balance_uk if visible else None,
+                state=(DISCONNECTED if meter.supply_state == DecisionState.DISCONNECT else CONNECTED)
+                if visible
+                else None,
+                mine=meter.owner_id is not None and meter.owner_id == user.pk,
+            )
+        )
+    return tiles

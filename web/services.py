@@ -101,3 +101,9 @@ def demo_advance(username: str, now: datetime) -> datetime:
     moved_to = demo_clock_advance(1)
     operator_action_record(username, "demo_clock_advance", "clock", now, "", {"to": moved_to.isoformat()})
     return moved_to
+
+
+def api_token_get(user) -> Token:
+    """The resident's API token, issued on first use."""
+    token, _created = Token.objects.get_or_create(user=user)
+    return token

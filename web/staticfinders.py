@@ -35,7 +35,7 @@ class VendorFinder(BaseFinder):
         return [str(source)] if find_all else str(source)
 
     def list(self, ignore_patterns):
-        for name, source in VENDOR_FILES.items():
+        for source in VENDOR_FILES.values():
             if source.is_file():
                 storage = FileSystemStorage(location=str(source.parent))
                 storage.prefix = PREFIX.rstrip("/")

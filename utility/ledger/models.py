@@ -21,6 +21,9 @@ class AccountKind(models.TextChoices):
     FIAT_ISSUED = "fiat_issued", "Fiat issued (coins sold)"
     PAYOUTS_IN_FLIGHT = "payouts_in_flight", "Payouts in flight"
     OPERATOR_CREDIT = "operator_credit", "Operator-issued credit"
+    # Coins the marketplace holds: standing bids, a won auction's payment, a
+    # bilateral contract's deposit (one account per offer or contract).
+    MARKET_ESCROW = "market_escrow", "Market escrow"
 
 
 class Account(models.Model):

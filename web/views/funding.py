@@ -15,13 +15,13 @@ from django.views.decorators.http import require_http_methods
 
 from meters.funding import FundingError, meter_fund
 from meters.reports import Access, meter_access, meters_of_owner, meters_public_search
+from utility import clock
 from utility.ledger.services import InsufficientFunds
 from utility.lib.money import format_uk
 from utility.payments.selectors import wallet_balance_uk, wallet_freeze_reason
 
 from ..forms import FundForm, MeterSearchForm
 from ..presenters import meter_cards
-from utility import clock
 
 
 def _search(request: HttpRequest) -> tuple[MeterSearchForm, list]:

@@ -119,11 +119,25 @@ def _csv_rows(meter_id: int) -> Iterator[list]:
         ln = line if line is not None and line.interval_start == start else None
         yield [
             start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            *((r.import_wh, r.export_wh, int(r.late), r.settled_in and r.settled_in.strftime("%Y-%m-%dT%H:%M:%SZ"))
-              if r else ("", "", "", "")),
-            *((ln.import_wh, ln.export_wh, ln.debit_uk, ln.credit_uk, ln.fee_share_uk, ln.loss_wh,
-               "" if ln.loss_bp is None else ln.loss_bp) if ln else ("",) * 7),
-        ]  # fmt: skip
+            *(
+                (r.import_wh, r.export_wh, int(r.late), r.settled_in and r.settled_in.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                if r
+                else ("", "", "", "")
+            ),
+            *(
+                (
+                    ln.import_wh,
+                    ln.export_wh,
+                    ln.debit_uk,
+                    ln.credit_uk,
+                    ln.fee_share_uk,
+                    ln.loss_wh,
+                    "" if ln.loss_bp is None else ln.loss_bp,
+                )
+                if ln
+                else ("",) * 7
+            ),
+        ]
         if r is not None:
             reading = next(readings, None)
         if ln is not None:
