@@ -177,6 +177,43 @@ def copy_speed_measure(cursor, rows: int) -> CopySpeed:
     return CopySpeed(*speeds)
 
 
+class CpuClock:
+    """CPU seconds used by this process plus its PostgreSQL backend.
+
+    On a machine shared with other work, wall time measures the neighbours as
+    much as the code; CPU time is far steadier. The backend's share is read
+    from ``/proc`` and so needs the server on this host (``None`` otherwise).
+    """
+
+    def __init__(self, connection) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        self.stat_path = f"/proc/{pid}/stat"
+        self.ticks_per_s = os.sysconf("SC_CLK_TCK")
+        self.available = self._backend() is not None
+
+    def _backend(self) -> float | None:
+        try:
+            with open(self.stat_path) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.ticks_per_s  # utime + stime
+
+    def __call__(self) -> float | None:
+        backend = self._backend() if self.available else None
+        return None if backend is None else backend + time.process_time()
+
+
+def load_average() -> str:
+    """``2.31`` (the last minute), or ``?`` where the system does not say."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
 def timed(function: Callable[[], object]) -> tuple[float, object]:
     started = time.perf_counter()
     result = function()
@@ -210,8 +247,7 @@ def machine_description() -> str:
     except (OSError, ValueError, IndexError):
         pass
     return (
-        f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}"
+        f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
     )
 
 

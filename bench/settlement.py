@@ -30,21 +30,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import itertools
 import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import (
     DEFAULT_BENCH_DB,
+    CpuClock,
     Progress,
     bench_database_create,
     copy_rows,
     copy_speed_measure,
     fmt_rate,
     fmt_s,
+    load_average,
     machine_description,
     step,
     table_markdown,
@@ -62,6 +65,8 @@ TABLES = "ledger_account, ledger_entry, ledger_transaction, meters_meter, meters
 class ServiceRun:
     seconds: float
     steps: dict[str, float]
+    cpu_s: float | None  # this process plus its PostgreSQL backend
+    load: str  # the machine's load average when it ended
 
 
 @dataclass
@@ -77,8 +82,7 @@ def fleet_energy(size: int, interval: int) -> list[tuple[int, int]]:
     every tenth meter a producer (0.5-30 kWh out), the rest consumers (50 Wh-3 kWh in)."""
     rng = random.Random(size * 1_000 + interval)
     return [
-        (0, rng.randint(500, 30_000)) if i % PRODUCER_EVERY == 0 else (rng.randint(50, 3_000), 0)
-        for i in range(size)
+        (0, rng.randint(500, 30_000)) if i % PRODUCER_EVERY == 0 else (rng.randint(50, 3_000), 0) for i in range(size)
     ]
 
 
@@ -250,7 +254,11 @@ def _instrument(timings: dict[str, float], progress: Progress) -> Callable[[], N
 
 def service_time(grid, size: int, interval: int) -> ServiceRun:
     """Run ``settlement_close`` for interval number ``interval``, step by step timed."""
+    from django.db import connection
+
     from settlement.services import settlement_close
+
+    cpu = CpuClock(connection)
 
     timings: dict[str, float] = {}
     leaf_steps = len([label for _, _, label in STEPS if label not in CONTAINERS]) + 1  # + commit
@@ -258,15 +266,16 @@ def service_time(grid, size: int, interval: int) -> ServiceRun:
     restore = _instrument(timings, progress)
     start = START + interval * HOUR
     try:
-        started = time.perf_counter()
+        cpu_started, started = cpu(), time.perf_counter()
         closed = settlement_close(grid.pk, start, now=start + 2 * HOUR)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu_ended = time.perf_counter() - started, cpu()
     finally:
         restore()
         progress.finish()
     if not closed.settled_now or closed.run.meter_count != size:
         raise SystemExit(f"settlement of {size:,} meters did not settle them all: {closed}")
-    return ServiceRun(elapsed, timings)
+    cpu_s = None if cpu_started is None or cpu_ended is None else cpu_ended - cpu_started
+    return ServiceRun(elapsed, timings, cpu_s, load_average())
 
 
 def books_verify(grid, size: int, interval: int) -> None:
@@ -341,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-service-above", type=int, default=None, metavar="N", help="time only the pure function above N meters"
     )
-    parser.add_argument("--db", default=DEFAULT_BENCH_DB, help="database to drop, create and use (default: %(default)s)")
+    parser.add_argument("--db", default=DEFAULT_BENCH_DB, help="database to drop, create, use (default: %(default)s)")
     parser.add_argument("--results", type=Path, default=None, help="also write the table as markdown to this file")
     parser.add_argument("--no-steps", action="store_true", help="do not print the per-step breakdown")
     return parser
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(results: list[SizeResult], copy, machine: str, args) -> None:
     today = dt.date.today().isoformat()
     headers = ("meters", "pure s", "pure meters/s", "service s", "service meters/s", "service µs/meter",
-               "first interval s", "raw COPY rows/s", "date", "machine")  # fmt: skip
+               "service CPU s", "first interval s", "raw COPY rows/s", "load", "date", "machine")  # fmt: skip
     rows = []
     for r in results:
         steady = r.steady.seconds if r.steady else None
@@ -379,8 +388,10 @@ def _report(results: list[SizeResult], copy, machine: str, args) -> None:
                 fmt_s(steady) if steady else "skipped",
                 fmt_rate(r.size / steady) if steady else "-",
                 f"{1e6 * steady / r.size:.1f}" if steady else "-",
+                fmt_s(r.steady.cpu_s) if r.steady and r.steady.cpu_s is not None else "-",
                 fmt_s(r.first.seconds) if r.first else "-",
                 fmt_rate(copy.temp_rows_per_s),
+                r.steady.load if r.steady else load_average(),
                 today,
                 machine,
             )
@@ -391,6 +402,7 @@ def _report(results: list[SizeResult], copy, machine: str, args) -> None:
     print(f"raw limit: COPY {fmt_rate(copy.temp_rows_per_s)} rows/s into a temp table, "
           f"{fmt_rate(copy.logged_rows_per_s)} rows/s into an indexed logged table")  # fmt: skip
     print(f"pure µs/meter: {', '.join(f'{r.size:,}: {1e6 * r.pure_s / r.size:.2f}' for r in results)}")
+    _report_growth(results)
     print(f"machine: {machine}")
     if not args.no_steps:
         _report_steps([(f"{r.size:,} first", r.first) for r in results if r.first])
@@ -403,10 +415,22 @@ def _report(results: list[SizeResult], copy, machine: str, args) -> None:
             "readings, settle, one ledger transaction with row locks, COPY of entries and lines, balances, "
             "commit with the deferred zero-sum and foreign-key checks), in the steady state of every hour "
             "after a grid's first; *first interval*: that first one, when every account row is updated for "
-            "the first time. *raw COPY*: PostgreSQL COPY into a temporary table, measured in the same run.\n\n"
+            "the first time. *service CPU*: CPU seconds of the benchmark process and its PostgreSQL backend "
+            "during the service (steadier than wall time on a shared machine; *load*: the 1-minute load "
+            "average then). *raw COPY*: PostgreSQL COPY into a temporary table, measured in the same run.\n\n"
             + table_markdown(headers, rows)
         )
         print(f"written to {args.results}")
+
+
+def _report_growth(results: list[SizeResult]) -> None:
+    """Linear growth: from one size to the next, time should grow as meters do."""
+    pairs = [(a, b) for a, b in itertools.pairwise(results) if a.steady and b.steady and a.size < b.size]
+    for a, b in pairs:
+        meters, wall = b.size / a.size, b.steady.seconds / a.steady.seconds
+        cpu = f", {b.steady.cpu_s / a.steady.cpu_s:.1f}x CPU" if a.steady.cpu_s and b.steady.cpu_s else ""
+        print(f"growth {a.size:,} -> {b.size:,} meters: {meters:.0f}x meters, {wall:.1f}x time{cpu} "
+              f"({wall / meters:.2f} of linear)")  # fmt: skip
 
 
 def _report_steps(runs: list[tuple[str, ServiceRun]]) -> None:
@@ -417,6 +441,8 @@ def _report_steps(runs: list[tuple[str, ServiceRun]]) -> None:
     top = {name: sum(v for k, v in run.steps.items() if not k.startswith("  ")) for name, run in runs}
     rows.append(("other", *(fmt_s(run.seconds - top[name]) for name, run in runs)))
     rows.append(("total", *(fmt_s(run.seconds) for _, run in runs)))
+    rows.append(("CPU, client + server", *(fmt_s(run.cpu_s) if run.cpu_s is not None else "-" for _, run in runs)))
+    rows.append(("load average", *(run.load for _, run in runs)))
     print("\nsettlement_close, seconds per step")
     table_print(("step", *(name for name, _ in runs)), rows)
 

@@ -283,20 +283,48 @@ def decisions_send_bulk(outgoing: Sequence[_Outgoing]) -> int:
     if not outgoing:
         return 0
     with transaction.atomic():
-        meter_ids = sorted({o.meter_id for o in outgoing})
-        list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk"))
-        current = set(
-            MeterDecision.objects.filter(meter_id__in=meter_ids, published=False, seq=F("meter__decision_seq"))
-            .values_list("meter_id", "seq")
-        )  # fmt: skip
+        current = _lock_latest_unpublished(sorted({o.meter_id for o in outgoing}))
         due = [o for o in outgoing if (o.meter_id, o.seq) in current]
         confirmed = _publish_many(due)
-        acked = [o.meter_id for o, ok in zip(due, confirmed, strict=True) if ok]
-        if acked:
-            MeterDecision.objects.filter(meter_id__in=acked, seq=F("meter__decision_seq")).update(published=True)
+        acked = [o for o, ok in zip(due, confirmed, strict=True) if ok]
+        _mark_published(acked)
     if due and not acked:
         raise MqttPublishError(f"the broker took none of {len(due)} decisions")
     return len(acked)
+
+
+def _lock_latest_unpublished(meter_ids: list[int]) -> set[tuple[int, int]]:
+    """Lock the meters (id order) and return ``(meter_id, seq)`` of each one's
+    latest decision that is not yet published."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM meters_meter WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [meter_ids])
+            cursor.execute(
+                "SELECT d.meter_id, d.seq FROM meters_meterdecision d JOIN meters_meter m "
+                "ON m.id = d.meter_id AND d.seq = m.decision_seq WHERE m.id = ANY(%s) AND NOT d.published",
+                [meter_ids],
+            )
+            return set(cursor.fetchall())
+    list(Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk").values_list("pk"))
+    return set(
+        MeterDecision.objects.filter(meter_id__in=meter_ids, published=False, seq=F("meter__decision_seq"))
+        .values_list("meter_id", "seq")
+    )  # fmt: skip
+
+
+def _mark_published(acked: list[_Outgoing]) -> None:
+    if not acked:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE meters_meterdecision d SET published = true FROM unnest(%s::bigint[], %s::bigint[]) "
+                "AS u(meter_id, seq) WHERE d.meter_id = u.meter_id AND d.seq = u.seq",
+                [[o.meter_id for o in acked], [o.seq for o in acked]],
+            )
+        return
+    for outgoing in acked:
+        MeterDecision.objects.filter(meter_id=outgoing.meter_id, seq=outgoing.seq).update(published=True)
 
 
 def _publish_many(messages: Sequence[_Outgoing]) -> list[bool]:

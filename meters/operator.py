@@ -115,7 +115,7 @@ def meter_settings_change(
     _check_operator(operator)
     cleaned = _settings_clean(meter, changes)
     with transaction.atomic():
-        locked = Meter.objects.select_for_update().select_related("owner").get(pk=meter.pk)
+        locked = Meter.objects.select_for_update(of=("self",)).select_related("owner").get(pk=meter.pk)
         diff = {}
         for name, value in cleaned.items():
             old = getattr(locked, name)

@@ -103,12 +103,19 @@ class Rejected(Exception):
 # -- signing ---------------------------------------------------------------
 
 
+# json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+# built once: json.dumps with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_body(payload: Mapping[str, Any]) -> bytes:
     """The bytes a signature covers: ``payload`` without ``sig``, keys sorted,
-    no whitespace, non-ASCII kept as UTF-8. Raises ``UnicodeEncodeError`` for a
-    string holding a lone surrogate (it has no UTF-8 form)."""
+    no whitespace, non-ASCII kept as UTF-8 — exactly
+    ``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``.
+    Raises ``UnicodeEncodeError`` for a string holding a lone surrogate (it has
+    no UTF-8 form)."""
     body = {key: value for key, value in payload.items() if key != "sig"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(body).encode()
 
 
 def sign(secret: str, payload: Mapping[str, Any]) -> str:
@@ -186,6 +193,9 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_unique, parse_constant=_no_constants)
+
+
 def payload_decode(raw: bytes) -> dict[str, Any]:
     """Parse a payload into a JSON object; ``Rejected`` with ``too_large``,
     ``bad_json`` or ``not_object`` otherwise."""
@@ -193,7 +203,7 @@ def payload_decode(raw: bytes) -> dict[str, Any]:
         raise Rejected(Reason.TOO_LARGE, f"{len(raw)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_pairs_unique, parse_constant=_no_constants)
+        value = _DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise Rejected(Reason.BAD_JSON, f"not UTF-8 at byte {exc.start}") from None
     except RecursionError:

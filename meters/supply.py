@@ -131,7 +131,9 @@ def meters_decide(meter_ids: list[int], now: datetime, issued_by: str = "system"
     is not repeated, and a meter an operator holds is left alone. Decisions are
     made from the locked meter and its current balance (``decisions_bulk``).
     """
-    grid_of = dict(Meter.objects.filter(pk__in=meter_ids, active=True).values_list("pk", "grid_id"))
+    grid_of: dict[int, int] = {}
+    for chunk in _chunked(sorted(set(meter_ids))):
+        grid_of.update(Meter.objects.filter(pk__in=chunk, active=True).values_list("pk", "grid_id"))
     costs: dict[int, int] = {}
     for grid in Grid.objects.filter(pk__in=set(grid_of.values())):
         costs.update(avg_costs_uk(grid, [pk for pk, g in grid_of.items() if g == grid.pk], now))

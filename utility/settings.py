@@ -215,6 +215,8 @@ MQTT_BACKEND_USERNAME = env_str("MQTT_BACKEND_USERNAME", "backend")
 # broker queues readings (QoS 1) while the ingest is down, for up to this long.
 MQTT_INGEST_CLIENT_ID = env_str("MQTT_INGEST_CLIENT_ID", "commonwatt-ingest")
 MQTT_INGEST_SESSION_EXPIRY_S = env_int("MQTT_INGEST_SESSION_EXPIRY_S", 7 * 24 * 3600)
+# /metrics (Prometheus): when set, a scrape must send "Authorization: Bearer <token>".
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from meters.metrics import metrics_view
 from web.views.auth import landing
 
 urlpatterns = [
@@ -9,5 +10,6 @@ urlpatterns = [
     path("", include("web.urls")),
     path("api/", include("web.apis.urls")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("payments/", include("utility.payments.urls")),
 ]

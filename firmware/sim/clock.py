@@ -38,7 +38,8 @@ class SimClock:
 
     ``start_s`` (Unix seconds, may be fractional; default now) and ``speed``
     (simulated seconds per real second, ≥ 0). ``real`` is the real clock in
-    Unix seconds (a test may pass its own).
+    Unix seconds (a test may pass its own). ``start_s`` is where this clock
+    began (for a clock joined through ``state_path``: where it was when joined).
     """
 
     def __init__(
@@ -60,6 +61,8 @@ class SimClock:
         self._path = Path(state_path) if state_path is not None else None
         self._seen: tuple[int, int, int] | None = None
         self._checked = 0.0
+        self.joined = False  # True when it took over a clock another process started
+        self.start_s = self._anchor_sim
         if self._path is not None:
             self._join()
 
@@ -126,12 +129,15 @@ class SimClock:
         """Use the state file if it exists, else create it with our anchors."""
         assert self._path is not None
         with self._lock, self._file_lock():
-            if not self._path.exists():
+            if self._path.exists():
+                self.joined = True
+            else:
                 self._save()
             real = self._real()
             self._reload(real, force=True)
             # Our own start does not count once we joined a running clock.
             self._last = self._anchor_sim + (real - self._anchor_real) * self._speed
+            self.start_s = self._last
 
     @contextlib.contextmanager
     def _file_lock(self):

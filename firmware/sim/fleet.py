@@ -223,8 +223,10 @@ class Fleet:
     anything with ``now()``/``status()``/``monotonic()``).
 
     ``transport_factory(spec)`` gives each meter its MQTT transport;
-    ``journal_factory(spec)`` its journal (default: in memory); ``faults``
-    times are counted from the clock's time at construction. ``after_sweep``
+    ``journal_factory(spec)`` its journal (default: in memory). The meters
+    boot at ``start_s`` (default: the clock's own ``start_s`` when it has one,
+    as a ``SimClock`` does, else its time now) and the first step
+    catches up from there; ``faults`` times count from it. ``after_sweep``
     runs after every sweep (a test's stand-in backend polls there).
     """
 
@@ -244,6 +246,7 @@ class Fleet:
         progress: Callable[[str], None] | None = None,
         after_sweep: Callable[[], None] | None = None,
         log: Callable[[str], None] | None = None,
+        start_s: int | None = None,
     ) -> None:
         specs = list(specs)
         names = [spec.meter for spec in specs]
@@ -254,7 +257,9 @@ class Fleet:
             if fault.meter not in names:
                 raise ValueError(f"fault on {fault.meter!r}, which is not in the fleet")
         self.grid, self.interval_s, self.source_clock = grid, interval_s, clock
-        self.start_s = int(clock.now())
+        if start_s is None:  # where the clock began (a SimClock says), else now
+            start_s = getattr(clock, "start_s", None) or clock.now()
+        self.start_s = int(start_s)
         self.clock = StepClock(clock)
         self.cursor: int | None = None
         self.weather = weather or Weather(seed=text_seed(grid))

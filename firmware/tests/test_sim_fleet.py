@@ -279,3 +279,14 @@ def test_a_fleet_refuses_duplicate_meters_and_faults_on_strangers():
         MeterSpec("M-1", "a", "windmill")
     with pytest.raises(ValueError, match="seq"):
         MeterSpec("M-1", "a", "household", seq=0)
+
+
+def test_a_fleet_begins_where_its_clock_began_however_late_its_first_step():
+    clock = SimClock(T0, speed=36_000)  # ten simulated hours a real second
+    rig = Rig(grid_specs(households=2, roofs=1, lights=0, batteries=1), clock=clock)
+    time.sleep(0.2)  # two simulated hours pass before the first step
+    rig.fleet.step()
+    rig.settle()
+    assert rig.fleet.start_s == T0
+    for spec in rig.specs:
+        assert rig.backend.periods(spec.meter)[:2] == [utc(T0), utc(T0 + HOUR)]

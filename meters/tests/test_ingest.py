@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from meters.protocol import MAX_PAYLOAD_BYTES, Reason, Status, sign, topic_readi
 from meters.services import IssuedMeter, grid_mark_settled, meter_rotate_secret
 from meters.tests.factories import HOUR, T0, grid_make, meter_issue, reading_make
 from meters.tests.readings import MeterStream, encoded, reading_body, signed
+from utility.lib.timeutil import parse_utc
 
 pytestmark = pytest.mark.django_db
 
@@ -451,3 +453,21 @@ def test_sealed_secret_cache_is_keyed_by_the_sealed_form(world):
     [outcome] = readings_record([world.message(signed("golden-secret", world.body()))])
 
     assert outcome.status == Status.ACCEPTED
+
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "readings.json").read_text(encoding="utf-8"))
+
+
+def test_golden_payloads_get_their_expected_acks():
+    grid = grid_make(GOLDEN["grid"]["slug"], now=T0, interval_s=GOLDEN["grid"]["interval_s"])
+    meter = meter_issue(grid, GOLDEN["meter"]["public_id"]).meter
+    meter.secret_sealed = secret_seal(GOLDEN["meter"]["secret"], meter.public_id)
+    meter.save(update_fields=["secret_sealed"])
+
+    for case in GOLDEN["cases"]:
+        message = InboundMessage(case["topic"], case["payload"].encode(), parse_utc(case["received_at"]))
+        [outcome] = readings_record([message])
+        assert {"status": str(outcome.status), "reason": outcome.reason} == case["expect"], case["name"]
+
+    assert Reading.objects.count() == sum(case["expect"]["status"] == "accepted" for case in GOLDEN["cases"])
+    assert Reading.objects.get(seq=2).v_min_dv == 2284

@@ -181,7 +181,8 @@ class MeterFundApi(APIView):
             "amount_uk": data.validated_data["amount_uk"],
             "created": funded.created,
             "debt_paid_uk": funded.debt_paid_uk,
-            "meter_now": meter_out(found) if found.shows_balance else None,
+            # Read again: the balance moved (and a decision may have followed).
+            "meter_now": meter_out(meter_access(public_id, request.user)) if found.shows_balance else None,
         }
         return Response(body, status=status.HTTP_201_CREATED if funded.created else status.HTTP_200_OK)
 

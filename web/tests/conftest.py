@@ -48,6 +48,8 @@ def web_settings(settings):
     settings.PAYMENTS_PRICE_SOURCE = "meters.pricing.coin_price_for"
     settings.SITE_URL = "http://testserver"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Test passwords need no slow hash.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     payments_client_install(None)
     memory_publisher().clear()
     cache.clear()

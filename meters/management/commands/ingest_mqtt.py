@@ -151,9 +151,8 @@ class IngestRunner:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
-        self.inbox.put(
-            Received(InboundMessage(topic, bytes(msg.payload), timezone.now()), msg.mid, msg.qos, self.epoch)
-        )
+        received = InboundMessage(topic, bytes(msg.payload), datetime.now(UTC))
+        self.inbox.put(Received(received, msg.mid, msg.qos, self.epoch))
 
     # -- main thread: batch, record, ack --------------------------------------
 

@@ -59,8 +59,9 @@ def test_an_unbalanced_copy_is_refused_at_commit():
     with pytest.raises(IntegrityError, match="does not balance: its entries sum to -1 uk"), transaction.atomic():
         txn_id = _new_transaction("copy-1")
         rows = "".join(f"{txn_id}\t{alice.pk if i % 2 else bob.pk}\t{1 if i % 2 else -1}\n" for i in range(1_001))
+        copy = "COPY ledger_entry (transaction_id, account_id, amount_uk) FROM STDIN"
         with connection.cursor() as cursor:
-            cursor.copy_expert("COPY ledger_entry (transaction_id, account_id, amount_uk) FROM STDIN", io.StringIO(rows))
+            cursor.copy_expert(copy, io.StringIO(rows))
 
     assert not Entry.objects.exists()
 
