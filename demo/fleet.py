@@ -18,7 +18,8 @@ from django.conf import settings
 
 from firmware.sim.cli import paho_transports
 from firmware.sim.faults import Fault
-from firmware.sim.fleet import Fleet, MeterSpec, profile_for
+from firmware.sim.fleet import Fleet
+from firmware.sim.plan import MeterSpec, profile_for
 from firmware.sim.profiles import Weather
 from meters.models import Grid
 from meters.selectors import MeterCredentials, grid_meters_credentials

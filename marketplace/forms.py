@@ -81,13 +81,14 @@ class UtcDateTimeField(forms.DateTimeField):
         super().__init__(**kwargs)
 
 
-
 class _MeterForm(forms.Form):
     meter = forms.ModelChoiceField(queryset=Meter.objects.none(), to_field_name="public_id", empty_label=None)
 
     def __init__(self, *args, user, selling: bool, grid=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        meters = Meter.objects.filter(owner_id=user.pk, active=True, kind__in=SELLING_KINDS if selling else BUYING_KINDS)
+        meters = Meter.objects.filter(
+            owner_id=user.pk, active=True, kind__in=SELLING_KINDS if selling else BUYING_KINDS
+        )
         if grid is not None:
             meters = meters.filter(grid=grid)
         self.fields["meter"].queryset = meters.order_by("public_id")
@@ -116,7 +117,9 @@ class OfferForm(_WindowMixin, _MeterForm):
 
 
 class BidForm(_MeterForm):
-    price = coins_field("Your price (coins per kWh)", help_text="The whole offer at this price is held from your wallet.")
+    price = coins_field(
+        "Your price (coins per kWh)", help_text="The whole offer at this price is held from your wallet."
+    )
 
 
 class LimitsForm(_MeterForm):

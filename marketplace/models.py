@@ -114,7 +114,9 @@ class BuyerLimit(models.Model):
             models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="limit_period"),
             models.CheckConstraint(condition=Q(min_payment_uk__lte=F("max_payment_uk")), name="limit_payments"),
             models.CheckConstraint(condition=Q(v_min_dv__lt=F("v_max_dv")), name="limit_band"),
-            models.UniqueConstraint(fields=["buyer_meter"], condition=Q(active=True), name="one_active_limit_per_meter"),
+            models.UniqueConstraint(
+                fields=["buyer_meter"], condition=Q(active=True), name="one_active_limit_per_meter"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -164,9 +166,7 @@ class Contract(models.Model):
     status = models.CharField(max_length=20, choices=ContractStatus.choices)
     # An auction's contract keeps its offer's escrow (the winning bid's hold);
     # a bilateral one gets its own, set in the transaction that creates it.
-    escrow_account = models.OneToOneField(
-        Account, null=True, on_delete=models.PROTECT, related_name="market_contract"
-    )
+    escrow_account = models.OneToOneField(Account, null=True, on_delete=models.PROTECT, related_name="market_contract")
     offer = models.OneToOneField(Offer, null=True, blank=True, on_delete=models.PROTECT, related_name="contract")
     limit = models.ForeignKey(BuyerLimit, null=True, blank=True, on_delete=models.PROTECT, related_name="contracts")
     delivered_wh = models.BigIntegerField(default=0)
@@ -216,9 +216,7 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
-        constraints = [
-            models.UniqueConstraint(fields=["contract", "interval_start"], name="one_delivery_per_interval")
-        ]
+        constraints = [models.UniqueConstraint(fields=["contract", "interval_start"], name="one_delivery_per_interval")]
         indexes = [models.Index(fields=["payment"], condition=Q(payment="due"), name="delivery_payment_due")]
 
     def __str__(self) -> str:

@@ -73,7 +73,9 @@ def contracts_settling(grid_id: int, interval_start: datetime) -> list[SettlingC
     if not rows:
         return []
     escrows = sorted(row[4] for row in rows)
-    funds = dict(Account.objects.select_for_update().filter(pk__in=escrows).order_by("pk").values_list("pk", "balance_uk"))
+    funds = dict(
+        Account.objects.select_for_update().filter(pk__in=escrows).order_by("pk").values_list("pk", "balance_uk")
+    )
     return [
         SettlingContract(
             contract_id=pk, seller_meter=seller, buyer_meter=buyer, seller_account_id=seller_account,
@@ -86,7 +88,9 @@ def contracts_settling(grid_id: int, interval_start: datetime) -> list[SettlingC
     ]  # fmt: skip
 
 
-def voltages_settled_in(meter_public_ids: list[str], interval_start: datetime) -> dict[str, tuple[int | None, int | None]]:
+def voltages_settled_in(
+    meter_public_ids: list[str], interval_start: datetime
+) -> dict[str, tuple[int | None, int | None]]:
     """The lowest ``v_min`` and highest ``v_max`` (dV) of the readings that the
     settlement of ``interval_start`` claimed, per meter; meters that reported
     no voltage are absent."""

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from meters.models import Grid
-from meters.services import grid_mark_settled
 from marketplace.selectors import contracts_settling, voltages_settled_in
 from marketplace.services import DeliveryOutcome, deliveries_record
+from meters.models import Grid
+from meters.services import grid_mark_settled
 from settlement.domain import GridRules, IntervalSettlement, MeterUsage, settle_interval
-from settlement.domain.contracts import ContractTerms, Voltage, settle_contracts
+from settlement.domain.contracts import ContractLine, ContractTerms, Voltage, settle_contracts
 from utility.ledger.models import Account
 from utility.ledger.services import transaction_post
 from utility.lib.timeutil import ensure_utc, format_utc, is_aligned
@@ -177,16 +177,27 @@ def _contracts_first(
     settled = settle_contracts(usages, terms, {meter: Voltage(*volts) for meter, volts in seen.items()})
     by_id = {c.contract_id: c for c in contracts}
     legs: list[tuple[int, int]] = []
-    outcomes = []
     for ln in settled.lines:
-        contract = by_id[ln.contract_id]
         if ln.amount_uk:
+            contract = by_id[ln.contract_id]
             legs += [(contract.escrow_account_id, -ln.amount_uk), (contract.seller_account_id, ln.amount_uk)]
-        volts = seen.get(ln.buyer_meter, (None, None))
-        outcomes.append(DeliveryOutcome(ln.contract_id, ln.cap_wh, ln.expected_wh, ln.seller_export_wh,
-                                        ln.buyer_import_wh, ln.delivered_wh, ln.amount_uk, ln.breach, *volts))  # fmt: skip
-    deliveries_record(start, outcomes, now)
+    deliveries_record(start, [_outcome(ln, seen.get(ln.buyer_meter, (None, None))) for ln in settled.lines], now)
     return settled.remainder, legs
+
+
+def _outcome(line: ContractLine, volts: tuple[int | None, int | None]) -> DeliveryOutcome:
+    return DeliveryOutcome(
+        contract_id=line.contract_id,
+        cap_wh=line.cap_wh,
+        expected_wh=line.expected_wh,
+        seller_export_wh=line.seller_export_wh,
+        buyer_import_wh=line.buyer_import_wh,
+        delivered_wh=line.delivered_wh,
+        amount_uk=line.amount_uk,
+        breach=line.breach,
+        buyer_v_min_dv=volts[0],
+        buyer_v_max_dv=volts[1],
+    )
 
 
 def settlement_key(grid: Grid, interval_start: datetime) -> str:

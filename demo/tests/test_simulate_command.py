@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from demo.clock import demo_clock_stop
 from demo.fleet import grid_fleet, grid_fleet_specs, grid_fleet_stale
 from firmware.drivers import ManualClock
-from firmware.sim.fleet import MeterSpec
+from firmware.sim.plan import MeterSpec
 from firmware.transport_memory import MemoryBroker, MemoryTransport
 from meters.models import Meter
 from meters.tests.factories import T0, grid_make, meter_issue

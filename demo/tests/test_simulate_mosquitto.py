@@ -19,7 +19,7 @@ from demo.clock import demo_clock_stop
 from demo.fleet import grid_fleet
 from firmware.sim.clock import SimClock
 from firmware.sim.faults import fault_parse
-from meters.models import Reading, RejectedReading
+from meters.models import IngestCounter, Reading, RejectedReading
 from meters.protocol import MeterRef, payload_decode, reading_verify, topic_parse
 from meters.tests.factories import grid_make, meter_issue
 from meters.tests.mosquitto import MqttProbe
@@ -141,6 +141,9 @@ def test_the_ingest_stores_every_simulated_reading_exactly_once(mosquitto, regis
     # The garbage was refused and counted, reason by reason; nothing else was.
     rejected = Counter(RejectedReading.objects.filter(meter_public_id__in=meters).values_list("reason", flat=True))
     assert rejected == {"bad_json": 4, "bad_signature": 4}
+    counted = dict(IngestCounter.objects.filter(status="rejected").values_list("reason", "count"))
+    assert counted == {"bad_json": 4, "bad_signature": 4}
+    assert IngestCounter.objects.get(status="accepted", reason="").count == 28
     # The grid exported about 10 % more than it imported, every hour.
     for n in range(4):
         hour = stored.filter(interval_start=start + n * HOUR)

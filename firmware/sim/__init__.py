@@ -7,6 +7,9 @@ is not). Never imports Django or the platform: it speaks MQTT like any meter.
   batteries balancing the grid), integer watts, exact energy.
 - ``clock``: ``SimClock``, accelerated simulated time with real-time
   ``monotonic()``, shareable between processes.
+- ``plan``: ``MeterSpec`` (one meter to simulate) and ``fleet_plan`` (a
+  curve per meter, roofs sized for the grid's loss).
+- ``drivers``: the energy source and relay a simulated meter runs on.
 - ``faults``: an outage, garbage messages, a meter whose import jumps.
 - ``fleet``: ``Fleet``, N meters stepped through time, a progress line per
   interval.
@@ -16,6 +19,7 @@ is not). Never imports Django or the platform: it speaks MQTT like any meter.
 
 from .clock import SimClock
 from .faults import Fault, fault_parse
-from .fleet import Fleet, FleetStats, MeterSpec, profile_for
+from .fleet import Fleet, FleetStats
+from .plan import MeterSpec, profile_for
 
 __all__ = ["Fault", "Fleet", "FleetStats", "MeterSpec", "SimClock", "fault_parse", "profile_for"]

@@ -24,7 +24,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,7 +33,8 @@ from firmware.journal import FileJournal
 
 from .clock import SimClock
 from .faults import Fault, fault_parse
-from .fleet import Fleet, FleetStats, MeterSpec, profile_for
+from .fleet import Fleet, FleetStats
+from .plan import MeterSpec, profile_for
 from .profiles import Weather
 
 
@@ -133,9 +134,21 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--clock-file", help="share the simulated clock with other processes through this file")
     parser.add_argument("--state-dir", help="keep each meter's journal here (durable across restarts)")
-    parser.add_argument("--cloud", type=int, help="force this cloud cover, %%, on every day")
-    parser.add_argument("--tick-ms", type=int, default=200, help="real milliseconds between steps (200)")
+    parser.add_argument("--cloud", type=_percent, help="force this cloud cover, %%, on every day")
+    parser.add_argument("--tick-ms", type=_positive, default=200, help="real milliseconds between steps (200)")
     parser.add_argument("--verbose", action="store_true", help="print every meter's own log lines")
+
+
+def _percent(text: str) -> int:
+    if not text.isdigit() or int(text) > 100:
+        raise argparse.ArgumentTypeError(f"a whole percentage 0-100, not {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number ≥ 1, not {text!r}")
+    return int(text)
 
 
 def _fault_arg(text: str) -> Fault:
@@ -143,32 +156,6 @@ def _fault_arg(text: str) -> Fault:
         return fault_parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def fleet_build(
-    grid: str,
-    interval_s: int,
-    specs: Iterable[MeterSpec],
-    clock: SimClock,
-    transports: Callable[[MeterSpec], object],
-    options: argparse.Namespace | dict,
-    write: Callable[[str], None],
-    faults: Iterable[Fault] = (),
-) -> Fleet:
-    """A fleet configured from the shared command-line options."""
-    options = vars(options) if isinstance(options, argparse.Namespace) else options
-    return Fleet(
-        grid,
-        specs,
-        clock,
-        transports,
-        interval_s=interval_s,
-        faults=faults,
-        weather=Weather(fixed_pct=options["cloud"]) if options.get("cloud") is not None else None,
-        journal_factory=file_journals(options["state_dir"]) if options.get("state_dir") else None,
-        progress=write,
-        log=write if options.get("verbose") else None,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,14 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid, interval_s, specs = meters_file_load(options.meters_file)
         clock = clock_make(options.speed, options.start, options.clock_file)
-        transports = paho_transports(options.broker)
-        fleet = fleet_build(grid, interval_s, specs, clock, transports, options, _print, options.faults)
+        fleet = Fleet(
+            grid,
+            specs,
+            clock,
+            paho_transports(options.broker),
+            interval_s=interval_s,
+            faults=options.faults,
+            weather=None if options.cloud is None else Weather(fixed_pct=options.cloud),
+            journal_factory=file_journals(options.state_dir) if options.state_dir else None,
+            progress=_print,
+            log=_print if options.verbose else None,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     _print(f"{len(specs)} meters on grid {grid!r}, speed {clock.speed:g}x, faults: {len(options.faults) or 'none'}")
     with stop_on_signals() as stop:
         stats = fleet_run(fleet, stop, hours=options.hours, tick_s=options.tick_ms / 1000)
-    _print(f"stopped: {stats}")
+    _print(f"stopped: {stats.summary()}")
     return 0
 
 

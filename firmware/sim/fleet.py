@@ -25,136 +25,19 @@ from firmware.meter import Meter, _fresh_state
 from firmware.timefmt import utc_text
 
 from .clock import StepClock
+from .drivers import CurveSource, RelayGate, SimRelay
 from .faults import Fault, JumpCurve, OutageTransport, garbage_payloads
-from .profiles import (
-    DAY_MIN,
-    MINUTE_S,
-    Curve,
-    GridModel,
-    HouseholdCurve,
-    SolarCurve,
-    StreetLightCurve,
-    Weather,
-    energy_ws,
-    solar_per_mille,
-    text_seed,
-    volts_dv,
-)
+from .plan import MeterSpec, fleet_plan, profile_for
+from .profiles import Curve, Weather, text_seed
 
-PROFILES = ("solar", "household", "light", "battery")
-LIGHT_W = 150
+__all__ = ["Fleet", "FleetStats", "MeterSpec", "SimMeter", "fleet_plan", "profile_for"]
+
 # Meter settings for simulated meters: a broker restart should not leave a
 # demo's meters waiting five real minutes to come back. No "clock" field in
 # readings: SPEC.md's reading has none and the platform's ingest refuses
 # unknown fields (bad_field, which the firmware dead-letters); a simulated
 # clock is always synchronised anyway.
 SIM_CONFIG = {"reconnect_max_s": 10, "report_clock": False}
-
-
-def profile_for(kind: str, public: bool = False) -> str:
-    """The curve a registered meter gets: producer → solar, prosumer →
-    battery, a public consumer (street light) → light, other consumers → household."""
-    if kind == "producer":
-        return "solar"
-    if kind == "prosumer":
-        return "battery"
-    if kind == "consumer":
-        return "light" if public else "household"
-    raise ValueError(f"unknown meter kind {kind!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class MeterSpec:
-    """One simulated meter. ``scale`` is the solar peak W, the household's
-    % of an average one, or the light's W; None lets ``fleet_plan`` choose.
-    ``seq``/``import_total_wh``/``export_total_wh`` resume a meter the backend
-    already knows (its next seq and its registers); they seed an empty journal."""
-
-    meter: str
-    secret: str
-    profile: str
-    scale: int | None = None
-    seq: int = 1
-    import_total_wh: int = 0
-    export_total_wh: int = 0
-
-    def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"{self.meter}: profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
-        for name in ("seq", "import_total_wh", "export_total_wh"):
-            value = getattr(self, name)
-            if type(value) is not int or value < (1 if name == "seq" else 0):
-                raise ValueError(f"{self.meter}: {name} must be an integer ≥ {1 if name == 'seq' else 0}")
-
-
-def fleet_plan(
-    specs: Iterable[MeterSpec],
-    weather: Weather,
-    day_start_s: int,
-    loss_pct: int = 10,
-    gate: Callable[[str, Curve], Curve] | None = None,
-) -> tuple[GridModel, dict[str, Curve]]:
-    """Each meter's physical curve, in a ``GridModel``. Roofs without a
-    ``scale`` are sized so that on a day of average weather the grid exports
-    ``loss_pct`` % more than it imports (batteries then end the day about where
-    they began). ``gate(meter, curve)`` may wrap each curve (a relay)."""
-    gate = gate or (lambda meter, curve: curve)
-    model = GridModel(loss_pct=loss_pct)
-    curves: dict[str, Curve] = {}
-    roofs: list[tuple[MeterSpec, int]] = []
-    for spec in specs:
-        seed = text_seed(spec.meter)
-        if spec.profile == "household":
-            curves[spec.meter] = model.add(gate(spec.meter, HouseholdCurve(spec.scale or 60 + seed % 81, seed)))
-        elif spec.profile == "light":
-            curves[spec.meter] = model.add(gate(spec.meter, StreetLightCurve(spec.scale or LIGHT_W)))
-        elif spec.profile == "battery":
-            curves[spec.meter] = gate(spec.meter, model.battery())
-        elif spec.scale is not None:
-            curves[spec.meter] = model.add(gate(spec.meter, SolarCurve(spec.scale, weather, seed)))
-        else:
-            roofs.append((spec, 4 + seed % 4))  # roofs of 4 to 7 relative sizes
-    if roofs:
-        day_end_s = day_start_s + DAY_MIN * MINUTE_S
-        import_ws = export_ws = 0
-        for curve in model.curves:
-            day_import_ws, day_export_ws = energy_ws(curve, day_start_s, day_end_s)
-            import_ws, export_ws = import_ws + day_import_ws, export_ws + day_export_ws
-        # Watt-seconds one watt of peak yields on an average day, × 100_000.
-        yield_ws = sum(solar_per_mille(minute) for minute in range(DAY_MIN)) * (100 - weather.mean_pct()) * MINUTE_S
-        wanted_ws = max(0, import_ws * (100 + loss_pct) // 100 - export_ws)
-        weights = sum(weight for _, weight in roofs)
-        for spec, weight in roofs:
-            peak_w = max(100, wanted_ws * weight * 100_000 // (yield_ws * weights))
-            curves[spec.meter] = model.add(gate(spec.meter, SolarCurve(peak_w, weather, text_seed(spec.meter))))
-    return model, curves
-
-
-class CurveSource:
-    """An energy source (``drivers.py``'s contract) that integrates a curve
-    exactly: watt-seconds between reads, whole Wh reported, the rest carried."""
-
-    def __init__(self, clock, curve: Curve, seed: int = 0) -> None:
-        self.clock = clock
-        self.curve = curve
-        self.seed = seed
-        self._last: int | None = None
-        self._import_ws = 0
-        self._export_ws = 0
-
-    def read(self) -> tuple[int, int, int | None]:
-        now = self.clock.now()
-        if now is None:
-            return 0, 0, None
-        volts = volts_dv(now // MINUTE_S, self.seed)
-        if self._last is None or now <= self._last:
-            self._last = now if self._last is None else self._last
-            return 0, 0, volts
-        import_ws, export_ws = energy_ws(self.curve, self._last, now)
-        self._last = now
-        import_wh, self._import_ws = divmod(self._import_ws + import_ws, 3600)
-        export_wh, self._export_ws = divmod(self._export_ws + export_ws, 3600)
-        return import_wh, export_wh, volts
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +54,12 @@ class FleetStats:
     dropped: int
     dead_letter: int
     garbage: int
+
+    def summary(self) -> str:
+        text = f"{self.closed} readings closed, {self.sent} sent, {self.acked} acked, {self.queued} queued"
+        for name, count in (("dropped", self.dropped), ("dead-lettered", self.dead_letter)):
+            text += f", {count} {name}" if count else ""
+        return text
 
 
 @dataclass
@@ -191,30 +80,6 @@ class Closed:
     readings: int = 0
     import_wh: int = 0
     export_wh: int = 0
-
-
-class SimRelay:
-    """The supply switch of a simulated meter: while open (a ``disconnect``
-    decision) its household, roof or battery neither imports nor exports."""
-
-    def __init__(self) -> None:
-        self.closed: bool | None = None
-        self.switches = 0
-
-    def set(self, closed) -> None:
-        if self.closed is not None and bool(closed) != self.closed:
-            self.switches += 1
-        self.closed = bool(closed)
-
-
-class RelayGate(Curve):
-    """``inner``'s power while ``relay`` is closed (or not yet set), else none."""
-
-    def __init__(self, inner: Curve, relay: SimRelay) -> None:
-        self.inner, self.relay, self.kind = inner, relay, inner.kind
-
-    def power(self, minute: int) -> tuple[int, int]:
-        return (0, 0) if self.relay.closed is False else self.inner.power(minute)
 
 
 class Fleet:

@@ -5,7 +5,7 @@ days lower), and a grid that exports about 10 % more than it imports."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.sim.fleet import MeterSpec, fleet_plan
+from firmware.sim.plan import MeterSpec, fleet_plan
 from firmware.sim.profiles import (
     CLOUDY_PCT,
     DAY_MIN,

@@ -6,212 +6,396 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('ledger', '0005_account_kind_market_escrow'),
-        ('meters', '0002_ingest_counter'),
+        ("ledger", "0005_account_kind_market_escrow"),
+        ("meters", "0002_ingest_counter"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BuyerLimit',
+            name="BuyerLimit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period_start', models.DateTimeField()),
-                ('period_end', models.DateTimeField()),
-                ('max_price_uk_per_kwh', models.BigIntegerField()),
-                ('min_payment_uk', models.BigIntegerField()),
-                ('max_payment_uk', models.BigIntegerField()),
-                ('max_deposit_uk', models.BigIntegerField()),
-                ('v_min_dv', models.IntegerField()),
-                ('v_max_dv', models.IntegerField()),
-                ('tolerance_bp', models.IntegerField()),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField()),
-                ('withdrawn_at', models.DateTimeField(blank=True, null=True)),
-                ('buyer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='buyer_limits', to=settings.AUTH_USER_MODEL)),
-                ('buyer_meter', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='buyer_limits', to='meters.meter')),
-                ('grid', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='buyer_limits', to='meters.grid')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("period_start", models.DateTimeField()),
+                ("period_end", models.DateTimeField()),
+                ("max_price_uk_per_kwh", models.BigIntegerField()),
+                ("min_payment_uk", models.BigIntegerField()),
+                ("max_payment_uk", models.BigIntegerField()),
+                ("max_deposit_uk", models.BigIntegerField()),
+                ("v_min_dv", models.IntegerField()),
+                ("v_max_dv", models.IntegerField()),
+                ("tolerance_bp", models.IntegerField()),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField()),
+                ("withdrawn_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "buyer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="buyer_limits",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "buyer_meter",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="buyer_limits", to="meters.meter"
+                    ),
+                ),
+                (
+                    "grid",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="buyer_limits", to="meters.grid"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Contract',
+            name="Contract",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('auction', 'Auction'), ('bilateral', 'Bilateral')], max_length=10)),
-                ('price_uk_per_kwh', models.BigIntegerField()),
-                ('energy_wh', models.BigIntegerField()),
-                ('wh_per_interval', models.BigIntegerField()),
-                ('delivery_start', models.DateTimeField()),
-                ('delivery_end', models.DateTimeField()),
-                ('deposit_uk', models.BigIntegerField(default=0)),
-                ('tolerance_bp', models.IntegerField(blank=True, null=True)),
-                ('v_min_dv', models.IntegerField(blank=True, null=True)),
-                ('v_max_dv', models.IntegerField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('awaiting_deposit', 'Awaiting deposit'), ('active', 'Active'), ('completed', 'Completed'), ('breached', 'Breached by the seller'), ('payment_missed', 'Payment missed'), ('cancelled', 'Cancelled')], max_length=20)),
-                ('delivered_wh', models.BigIntegerField(default=0)),
-                ('paid_uk', models.BigIntegerField(default=0)),
-                ('breach', models.CharField(blank=True, max_length=20)),
-                ('breach_interval', models.DateTimeField(blank=True, null=True)),
-                ('breach_detail', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField()),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('buyer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='purchases', to=settings.AUTH_USER_MODEL)),
-                ('buyer_meter', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='purchases', to='meters.meter')),
-                ('escrow_account', models.OneToOneField(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='market_contract', to='ledger.account')),
-                ('grid', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='market_contracts', to='meters.grid')),
-                ('limit', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='contracts', to='marketplace.buyerlimit')),
-                ('seller', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sales', to=settings.AUTH_USER_MODEL)),
-                ('seller_meter', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sales', to='meters.meter')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("auction", "Auction"), ("bilateral", "Bilateral")], max_length=10)),
+                ("price_uk_per_kwh", models.BigIntegerField()),
+                ("energy_wh", models.BigIntegerField()),
+                ("wh_per_interval", models.BigIntegerField()),
+                ("delivery_start", models.DateTimeField()),
+                ("delivery_end", models.DateTimeField()),
+                ("deposit_uk", models.BigIntegerField(default=0)),
+                ("tolerance_bp", models.IntegerField(blank=True, null=True)),
+                ("v_min_dv", models.IntegerField(blank=True, null=True)),
+                ("v_max_dv", models.IntegerField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("awaiting_deposit", "Awaiting deposit"),
+                            ("active", "Active"),
+                            ("completed", "Completed"),
+                            ("breached", "Breached by the seller"),
+                            ("payment_missed", "Payment missed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("delivered_wh", models.BigIntegerField(default=0)),
+                ("paid_uk", models.BigIntegerField(default=0)),
+                ("breach", models.CharField(blank=True, max_length=20)),
+                ("breach_interval", models.DateTimeField(blank=True, null=True)),
+                ("breach_detail", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField()),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "buyer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="purchases",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "buyer_meter",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="purchases", to="meters.meter"
+                    ),
+                ),
+                (
+                    "escrow_account",
+                    models.OneToOneField(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="market_contract",
+                        to="ledger.account",
+                    ),
+                ),
+                (
+                    "grid",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="market_contracts", to="meters.grid"
+                    ),
+                ),
+                (
+                    "limit",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="contracts",
+                        to="marketplace.buyerlimit",
+                    ),
+                ),
+                (
+                    "seller",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="sales", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "seller_meter",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="sales", to="meters.meter"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval_start', models.DateTimeField()),
-                ('cap_wh', models.BigIntegerField()),
-                ('expected_wh', models.BigIntegerField()),
-                ('seller_export_wh', models.BigIntegerField()),
-                ('buyer_import_wh', models.BigIntegerField()),
-                ('delivered_wh', models.BigIntegerField()),
-                ('amount_uk', models.BigIntegerField()),
-                ('buyer_v_min_dv', models.IntegerField(blank=True, null=True)),
-                ('buyer_v_max_dv', models.IntegerField(blank=True, null=True)),
-                ('breach', models.CharField(blank=True, max_length=20)),
-                ('payment', models.CharField(choices=[('none', 'Nothing to pay'), ('due', 'Due'), ('paid', 'Paid'), ('deposit', 'Paid from the deposit'), ('missed', 'Missed')], default='none', max_length=10)),
-                ('contract', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='marketplace.contract')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("interval_start", models.DateTimeField()),
+                ("cap_wh", models.BigIntegerField()),
+                ("expected_wh", models.BigIntegerField()),
+                ("seller_export_wh", models.BigIntegerField()),
+                ("buyer_import_wh", models.BigIntegerField()),
+                ("delivered_wh", models.BigIntegerField()),
+                ("amount_uk", models.BigIntegerField()),
+                ("buyer_v_min_dv", models.IntegerField(blank=True, null=True)),
+                ("buyer_v_max_dv", models.IntegerField(blank=True, null=True)),
+                ("breach", models.CharField(blank=True, max_length=20)),
+                (
+                    "payment",
+                    models.CharField(
+                        choices=[
+                            ("none", "Nothing to pay"),
+                            ("due", "Due"),
+                            ("paid", "Paid"),
+                            ("deposit", "Paid from the deposit"),
+                            ("missed", "Missed"),
+                        ],
+                        default="none",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "contract",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deliveries",
+                        to="marketplace.contract",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
+                "verbose_name_plural": "deliveries",
             },
         ),
         migrations.CreateModel(
-            name='Offer',
+            name="Offer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('energy_wh', models.BigIntegerField()),
-                ('delivery_start', models.DateTimeField()),
-                ('delivery_end', models.DateTimeField()),
-                ('start_price_uk_per_kwh', models.BigIntegerField()),
-                ('reserve_price_uk_per_kwh', models.BigIntegerField(blank=True, null=True)),
-                ('ends_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('open', 'Open'), ('sold', 'Sold'), ('unsold', 'Unsold'), ('cancelled', 'Cancelled')], default='open', max_length=10)),
-                ('created_at', models.DateTimeField()),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('escrow_account', models.OneToOneField(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='offer', to='ledger.account')),
-                ('grid', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='offers', to='meters.grid')),
-                ('seller', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='offers', to=settings.AUTH_USER_MODEL)),
-                ('seller_meter', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='offers', to='meters.meter')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("energy_wh", models.BigIntegerField()),
+                ("delivery_start", models.DateTimeField()),
+                ("delivery_end", models.DateTimeField()),
+                ("start_price_uk_per_kwh", models.BigIntegerField()),
+                ("reserve_price_uk_per_kwh", models.BigIntegerField(blank=True, null=True)),
+                ("ends_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "Open"), ("sold", "Sold"), ("unsold", "Unsold"), ("cancelled", "Cancelled")],
+                        default="open",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "escrow_account",
+                    models.OneToOneField(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="offer",
+                        to="ledger.account",
+                    ),
+                ),
+                (
+                    "grid",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="offers", to="meters.grid"
+                    ),
+                ),
+                (
+                    "seller",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="offers", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "seller_meter",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="offers", to="meters.meter"
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='contract',
-            name='offer',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='contract', to='marketplace.offer'),
+            model_name="contract",
+            name="offer",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="contract",
+                to="marketplace.offer",
+            ),
         ),
         migrations.CreateModel(
-            name='Bid',
+            name="Bid",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('price_uk_per_kwh', models.BigIntegerField()),
-                ('amount_uk', models.BigIntegerField()),
-                ('status', models.CharField(choices=[('standing', 'Standing'), ('outbid', 'Outbid'), ('cancelled', 'Cancelled'), ('won', 'Won'), ('lost', 'Lost')], default='standing', max_length=10)),
-                ('placed_at', models.DateTimeField()),
-                ('released_at', models.DateTimeField(blank=True, null=True)),
-                ('bidder', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bids', to=settings.AUTH_USER_MODEL)),
-                ('buyer_meter', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bids', to='meters.meter')),
-                ('offer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='bids', to='marketplace.offer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("price_uk_per_kwh", models.BigIntegerField()),
+                ("amount_uk", models.BigIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("standing", "Standing"),
+                            ("outbid", "Outbid"),
+                            ("cancelled", "Cancelled"),
+                            ("won", "Won"),
+                            ("lost", "Lost"),
+                        ],
+                        default="standing",
+                        max_length=10,
+                    ),
+                ),
+                ("placed_at", models.DateTimeField()),
+                ("released_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "bidder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="bids", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "buyer_meter",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="bids", to="meters.meter"
+                    ),
+                ),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="bids", to="marketplace.offer"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PricePoint',
+            name="PricePoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval_start', models.DateTimeField()),
-                ('tariff_uk_per_kwh', models.BigIntegerField()),
-                ('market_uk_per_kwh', models.BigIntegerField(blank=True, null=True)),
-                ('market_wh', models.BigIntegerField(default=0)),
-                ('payload', models.JSONField()),
-                ('published', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField()),
-                ('grid', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='price_points', to='meters.grid')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("interval_start", models.DateTimeField()),
+                ("tariff_uk_per_kwh", models.BigIntegerField()),
+                ("market_uk_per_kwh", models.BigIntegerField(blank=True, null=True)),
+                ("market_wh", models.BigIntegerField(default=0)),
+                ("payload", models.JSONField()),
+                ("published", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "grid",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="price_points", to="meters.grid"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='buyerlimit',
-            constraint=models.CheckConstraint(condition=models.Q(('period_end__gt', models.F('period_start'))), name='limit_period'),
+            model_name="buyerlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("period_end__gt", models.F("period_start"))), name="limit_period"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='buyerlimit',
-            constraint=models.CheckConstraint(condition=models.Q(('min_payment_uk__lte', models.F('max_payment_uk'))), name='limit_payments'),
+            model_name="buyerlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("min_payment_uk__lte", models.F("max_payment_uk"))), name="limit_payments"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='buyerlimit',
-            constraint=models.CheckConstraint(condition=models.Q(('v_min_dv__lt', models.F('v_max_dv'))), name='limit_band'),
+            model_name="buyerlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("v_min_dv__lt", models.F("v_max_dv"))), name="limit_band"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='buyerlimit',
-            constraint=models.UniqueConstraint(condition=models.Q(('active', True)), fields=('buyer_meter',), name='one_active_limit_per_meter'),
+            model_name="buyerlimit",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("active", True)), fields=("buyer_meter",), name="one_active_limit_per_meter"
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('payment', 'due')), fields=['payment'], name='delivery_payment_due'),
+            model_name="delivery",
+            index=models.Index(condition=models.Q(("payment", "due")), fields=["payment"], name="delivery_payment_due"),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(fields=('contract', 'interval_start'), name='one_delivery_per_interval'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(fields=("contract", "interval_start"), name="one_delivery_per_interval"),
         ),
         migrations.AddIndex(
-            model_name='offer',
-            index=models.Index(fields=['status', 'ends_at'], name='offer_status_ends'),
+            model_name="offer",
+            index=models.Index(fields=["status", "ends_at"], name="offer_status_ends"),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('energy_wh__gt', 0)), name='offer_energy_positive'),
+            model_name="offer",
+            constraint=models.CheckConstraint(condition=models.Q(("energy_wh__gt", 0)), name="offer_energy_positive"),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('delivery_end__gt', models.F('delivery_start'))), name='offer_window'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("delivery_end__gt", models.F("delivery_start"))), name="offer_window"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('start_price_uk_per_kwh__gt', 0)), name='offer_price_positive'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("start_price_uk_per_kwh__gt", 0)), name="offer_price_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('ends_at__lte', models.F('delivery_start'))), name='offer_ends_before_delivery'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("ends_at__lte", models.F("delivery_start"))), name="offer_ends_before_delivery"
+            ),
         ),
         migrations.AddIndex(
-            model_name='contract',
-            index=models.Index(fields=['grid', 'status', 'delivery_start'], name='contract_grid_status'),
+            model_name="contract",
+            index=models.Index(fields=["grid", "status", "delivery_start"], name="contract_grid_status"),
         ),
         migrations.AddConstraint(
-            model_name='contract',
-            constraint=models.CheckConstraint(condition=models.Q(('delivery_end__gt', models.F('delivery_start'))), name='contract_window'),
+            model_name="contract",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("delivery_end__gt", models.F("delivery_start"))), name="contract_window"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='contract',
-            constraint=models.CheckConstraint(condition=models.Q(('delivered_wh__lte', models.F('energy_wh'))), name='contract_not_overdelivered'),
+            model_name="contract",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("delivered_wh__lte", models.F("energy_wh"))), name="contract_not_overdelivered"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='contract',
-            constraint=models.CheckConstraint(condition=models.Q(('seller_meter', models.F('buyer_meter')), _negated=True), name='contract_two_meters'),
+            model_name="contract",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("seller_meter", models.F("buyer_meter")), _negated=True), name="contract_two_meters"
+            ),
         ),
         migrations.AddIndex(
-            model_name='bid',
-            index=models.Index(fields=['offer', 'status'], name='bid_offer_status'),
+            model_name="bid",
+            index=models.Index(fields=["offer", "status"], name="bid_offer_status"),
         ),
         migrations.AddConstraint(
-            model_name='bid',
-            constraint=models.CheckConstraint(condition=models.Q(('amount_uk__gt', 0), ('price_uk_per_kwh__gt', 0)), name='bid_positive'),
+            model_name="bid",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount_uk__gt", 0), ("price_uk_per_kwh__gt", 0)), name="bid_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pricepoint',
-            constraint=models.UniqueConstraint(fields=('grid', 'interval_start'), name='one_price_per_interval'),
+            model_name="pricepoint",
+            constraint=models.UniqueConstraint(fields=("grid", "interval_start"), name="one_price_per_interval"),
         ),
     ]

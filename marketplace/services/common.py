@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from meters.decisions import decision_publish
 from meters.models import Grid, Meter, MeterKind
 from meters.supply import meter_is_held
-from meters.decisions import decision_publish
 from utility.ledger.models import Account, AccountKind
 from utility.ledger.services import account_ensure
 from utility.lib.timeutil import ensure_utc, format_utc, is_aligned

@@ -37,7 +37,9 @@ def coins_give(user, amount_uk: int, key: str | None = None) -> Account:
     """Operator credit into ``user``'s wallet."""
     wallet = wallet_ensure(user)
     credit = system_account(AccountKind.OPERATOR_CREDIT)
-    transaction_post(key or f"test:coins:{user.pk}:{amount_uk}", "test", [(credit.pk, -amount_uk), (wallet.pk, amount_uk)])
+    transaction_post(
+        key or f"test:coins:{user.pk}:{amount_uk}", "test", [(credit.pk, -amount_uk), (wallet.pk, amount_uk)]
+    )
     return wallet
 
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from marketplace.domain import DEPOSIT_HIGH, PRICE_HIGH
 from marketplace.models import BuyerLimit, Contract, ContractStatus, Delivery, PaymentState
 from marketplace.services import (
     DeliveryOutcome,
@@ -26,7 +27,6 @@ from marketplace.services import (
     limits_publish,
     limits_withdraw,
 )
-from marketplace.domain import PRICE_HIGH, DEPOSIT_HIGH
 from meters.decisions import decision_topic
 from meters.models import Grid, MeterDecision
 from meters.supply import meter_force_state
@@ -192,8 +192,10 @@ def test_bad_limits_are_refused_and_change_nothing(market, changes, message):
 
 def test_limits_need_ones_own_consuming_meter_and_only_one_set_per_meter(market):
     with pytest.raises(MarketError, match="producer"):
-        limits_publish(market.users["angel"], market.meters["angel"], period_start=hours(1), period_end=hours(2),
-                       max_price_uk_per_kwh=1, min_payment_uk=0, max_payment_uk=1, max_deposit_uk=0, now=NOW)  # fmt: skip
+        limits_publish(
+            market.users["angel"], market.meters["angel"], period_start=hours(1), period_end=hours(2),
+            max_price_uk_per_kwh=1, min_payment_uk=0, max_payment_uk=1, max_deposit_uk=0, now=NOW,
+        )  # fmt: skip
     limits_make(market)
     with pytest.raises(MarketError, match="already has active limits"):
         limits_make(market)

@@ -83,7 +83,8 @@ def test_each_limit_holds_at_its_bound_and_refuses_past_it(at_bound, past_bound,
 
 
 def test_the_payment_bounds_use_one_full_interval_at_the_offered_price():
-    # Near the minimum from the price side too: 500 Wh at 0.4 k = 200,000 µk; at 399,999 µk/kWh it is 199,999.5 → 200,000.
+    # Near the minimum from the price side too: 500 Wh at 0.4 k = 200,000 µk;
+    # at 399,999 µk/kWh it is 199,999.5 → 200,000 (half up).
     assert limits_violations(LIMITS, replace(INSIDE, price_uk_per_kwh=400_000)) == ()
     assert limits_violations(LIMITS, replace(INSIDE, price_uk_per_kwh=399_999)) == ()
     assert limits_violations(LIMITS, replace(INSIDE, price_uk_per_kwh=399_998)) == (PAYMENT_SMALL,)
@@ -92,7 +93,12 @@ def test_the_payment_bounds_use_one_full_interval_at_the_offered_price():
 def test_every_broken_limit_is_named():
     terrible = SellerTerms(DAY, DAY + 30 * HOUR, 2_000_000, 100, 5_000_000, 1_900, 2_700)
     assert set(limits_violations(LIMITS, terrible)) == {
-        STARTS_EARLY, ENDS_LATE, PRICE_HIGH, DEPOSIT_HIGH, VOLTAGE_LOW, VOLTAGE_HIGH,
+        STARTS_EARLY,
+        ENDS_LATE,
+        PRICE_HIGH,
+        DEPOSIT_HIGH,
+        VOLTAGE_LOW,
+        VOLTAGE_HIGH,
     }  # fmt: skip  (100 Wh at 2 k = 200,000 µk: the payment bounds hold)
 
 

@@ -72,9 +72,7 @@ class Command(BaseCommand):
         )
         with stop_on_signals() as stop:
             stats = fleet_run(fleet, stop, hours=options["hours"], tick_s=options["tick_ms"] / 1000)
-        self._write(
-            f"stopped: {stats.closed} readings closed, {stats.sent} sent, {stats.acked} acked, {stats.queued} queued"
-        )
+        self._write(f"stopped: {stats.summary()}")
 
     def _write(self, line: str) -> None:
         self.stdout.write(line)
