@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import random
 import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -315,10 +316,15 @@ def broker_holds(slug: str, expected: dict[str, dict], meter_secrets: dict[str, 
 
 
 def verify(result: ScenarioResult, grid, meter_secrets: dict[str, str], url: str) -> None:
+    from django.db import connection
+
     from meters.models import MeterDecision
     from utility.ledger.selectors import ledger_problems
 
     with step(f"verify books and decisions ({result.scenario})"):
+        with connection.cursor() as cursor:
+            # Fresh statistics, or the planner nests loops over 200,000 accounts.
+            cursor.execute("ANALYZE ledger_entry, ledger_account")
         problems = ledger_problems()
         rows = list(
             MeterDecision.objects.filter(meter__grid=grid).values_list(
@@ -353,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not scenarios or set(scenarios) - set(SCENARIOS) or args.meters < 10 or args.history < 0:
         raise SystemExit(f"scenarios must be among {SCENARIOS}, --meters at least 10, --history not negative")
+    # SIGTERM (a timeout) still stops the benchmark's broker on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench_database_create(args.db)
     from django.conf import settings
     from django.db import connection
@@ -371,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             result, grid, meter_secrets = run_scenario(scenario, args.meters, args.history)
             verify(result, grid, meter_secrets, broker.url)
             results.append(result)
+            print(f"{scenario}: settle {fmt_s(result.settle_s)} s + decide and publish {fmt_s(result.decide_s)} s "
+                  f"= {fmt_s(result.total_s)} s for {result.decisions:,} decisions", flush=True)  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             (pg_version,) = cursor.fetchone()

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +54,7 @@ BENCH_DB = "commonwatt_bench_ingest"
 ROOT = Path(__file__).resolve().parent.parent
 INTERVAL_S = 3600
 TARGET_RATE = 10_000
+INGEST_CPU = "ingest_mqtt (one process)"
 BACKLOG_TARGET = (1_000_000, 120.0)  # readings, seconds
 
 
@@ -116,12 +117,13 @@ def publisher_main(job: PublisherJob, ready, go, results) -> None:
         time.sleep(0.01)
     ready.put(os.getpid())
     go.wait()
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     infos = [clients[number].publish(topic, payload, qos=1) for number, topic, payload in messages]
     for info in infos:
         info.wait_for_publish(300)
-    results.put((started, time.time(), sum(info.is_published() for info in infos)))
+    finished = time.time()
     time.sleep(0.5)  # let the last acks to meters arrive before hanging up
+    results.put((started, finished, sum(info.is_published() for info in infos), time.process_time() - cpu))
     for client in clients:
         client.disconnect()
         client.loop_stop()
@@ -164,7 +166,8 @@ class Fleet:
     def __init__(self) -> None:
         self.context = mp.get_context("spawn")
 
-    def run(self, jobs: list[PublisherJob], before_go=None) -> tuple[float, float, int]:
+    def run(self, jobs: list[PublisherJob], before_go=None) -> tuple[float, float, int, float]:
+        """``(first publish, last PUBACK, messages published, CPU seconds of the publishers)``."""
         ready, results, go = self.context.Queue(), self.context.Queue(), self.context.Event()
         processes = [self.context.Process(target=publisher_main, args=(job, ready, go, results)) for job in jobs]
         for process in processes:
@@ -177,7 +180,12 @@ class Fleet:
         reports = [results.get(timeout=900) for _ in processes]
         for process in processes:
             process.join(30)
-        return min(r[0] for r in reports), max(r[1] for r in reports), sum(r[2] for r in reports)
+        return (
+            min(r[0] for r in reports),
+            max(r[1] for r in reports),
+            sum(r[2] for r in reports),
+            sum(r[3] for r in reports),
+        )
 
 
 def split(items: list, parts: int) -> list[list]:
@@ -218,6 +226,48 @@ class Ingest:
 
     def rate_lines(self) -> list[str]:
         return [line for line in self.log_path.read_text(errors="replace").splitlines() if "messages in" in line]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL backend serving the bench database but this one."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return {pid: cpu_seconds(pid) for (pid,) in cursor.fetchall()}
+
+
+class CpuMeter:
+    """CPU used by the ingest, the broker and PostgreSQL between ``start`` and ``stop``."""
+
+    def __init__(self, ingest: Ingest, broker) -> None:
+        self.ingest, self.broker = ingest, broker
+
+    def _sample(self) -> tuple[float, float, dict[int, float]]:
+        assert self.ingest.process is not None and self.broker.process is not None
+        return cpu_seconds(self.ingest.process.pid), cpu_seconds(self.broker.process.pid), postgres_cpu()
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        ingest, broker, backends = self._sample()
+        return {
+            INGEST_CPU: ingest - self.before[0],
+            "mosquitto": broker - self.before[1],
+            "postgres backends": sum(cpu - self.before[2].get(pid, 0.0) for pid, cpu in backends.items()),
+        }
 
 
 def counted(status: str) -> int:
@@ -292,7 +342,7 @@ def raw_mqtt(broker, messages: int, publishers: int) -> float:
         for n in range(publishers)
     ]
     with step(f"raw paho→mosquitto→paho QoS 1 ({messages:,})"):
-        started, _, published = Fleet().run(jobs)
+        started, _, published, _ = Fleet().run(jobs)
         _, last, received = results.get(timeout=600)
     subscriber.join(30)
     assert published == received == messages, (published, received)
@@ -335,6 +385,9 @@ class Figures:
     backlog_publish_s: float = 0.0
     backlog_drain_s: float = 0.0
     ingest_lines: tuple[str, ...] = ()
+    live_cpu_s: dict[str, float] = field(default_factory=dict)
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def live(broker, ingest: Ingest, args, figures: Figures) -> None:
@@ -348,8 +401,10 @@ def live(broker, ingest: Ingest, args, figures: Figures) -> None:
     jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, not args.no_meter_acks)
     sys.stderr.write(f"live: {args.publishers} publisher processes sign {total:,} readings, then publish\n")
     base = counted("accepted")
-    started, published_at, published = Fleet().run(jobs)
+    cpu = CpuMeter(ingest, broker)
+    started, published_at, published, publishers_cpu_s = Fleet().run(jobs, before_go=cpu.start)
     finished = wait_accepted(base, total, f"live: {total:,} readings accepted", 900)
+    figures.live_cpu_s = {**cpu.stop(), f"{args.publishers} meter publisher processes": publishers_cpu_s}
     assert published == total
     figures.live_readings, figures.live_s = total, finished - started
     sys.stderr.write(f"live: publishing took {published_at - started:.1f} s, last commit {finished - started:.1f} s\n")
@@ -365,7 +420,7 @@ def backlog(broker, ingest: Ingest, args, figures: Figures) -> None:
     ingest.stop()  # its persistent session stays on the broker and queues what follows
     jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, False)
     sys.stderr.write(f"backlog: ingest stopped; {args.publishers} processes sign and publish {total:,} readings\n")
-    started, published_at, published = Fleet().run(jobs)
+    started, published_at, published, _ = Fleet().run(jobs)
     assert published == total
     figures.backlog_publish_s = published_at - started
     before = counted("accepted")
@@ -454,6 +509,29 @@ def report(args, figures: Figures) -> str:
             f"- Backlog: {figures.backlog_readings:,} queued readings drained in {fmt_s(figures.backlog_drain_s)} s; "
             f"1,000,000 would take {extrapolated:.0f} s ({label}; target < {BACKLOG_TARGET[1]:.0f} s)."
         )
+    if figures.live_cpu_s:
+        cpu_rows = [
+            [name, f"{seconds:.2f}", f"{seconds / figures.live_readings * 1e6:.0f}"]
+            for name, seconds in figures.live_cpu_s.items()
+        ]
+        total_us = sum(figures.live_cpu_s.values()) / figures.live_readings * 1e6
+        cpu_rows.append(["all of the above", f"{sum(figures.live_cpu_s.values()):.2f}", f"{total_us:.0f}"])
+        lines += [
+            "",
+            "CPU used during the live run (from /proc; PostgreSQL's shared WAL writer and checkpointer not counted):",
+            "",
+            table_markdown(["process", "CPU s", "µs per reading"], cpu_rows),
+            f"At {total_us:.0f} µs of CPU per reading, {os.cpu_count()} cores allow at most "
+            f"{os.cpu_count() * 1e6 / total_us:,.0f} readings/s with meters and backend on the same machine, "
+            f"and one ingest process at most {figures.live_readings / figures.live_cpu_s[INGEST_CPU]:,.0f}/s "
+            "on a core of its own.",
+        ]
+    lines += [
+        "",
+        f"Load average (1, 5, 15 min) before: {figures.load_before[0]:.2f}, {figures.load_before[1]:.2f}, "
+        f"{figures.load_before[2]:.2f}; after: {figures.load_after[0]:.2f}, {figures.load_after[1]:.2f}, "
+        f"{figures.load_after[2]:.2f} (other work on the machine competes for the same cores).",
+    ]
     lines += ["", "ingest_mqtt's own log lines:", "", "```", *figures.ingest_lines, "```", ""]
     return "\n".join(lines)
 
@@ -474,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     database_url = bench_database_create(BENCH_DB)
     from meters.tests.mosquitto import MosquittoProcess
 
-    figures = Figures()
+    figures = Figures(load_before=os.getloadavg())
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-ingest-"))
     broker = MosquittoProcess(workdir / "mosquitto")
     ingest = Ingest(broker, database_url, workdir, args.batch_size, args.batch_ms)
@@ -489,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         ingest.stop()
         books_check(figures.live_readings + figures.backlog_readings)
         figures.ingest_lines = tuple(ingest.rate_lines())
+        figures.load_after = os.getloadavg()
     finally:
         if ingest.process is not None:
             ingest.process.kill()

@@ -197,6 +197,7 @@ def vacuum_analyze() -> None:
 # steps run inside "post ledger".
 STEPS = (
     ("settlement.services", "_claim_readings", "claim readings"),
+    ("settlement.services", "_contracts_first", "market contracts"),
     ("settlement.services", "settle_interval", "settle (pure)"),
     ("utility.ledger.services", "_lock_accounts", "  lock accounts"),
     ("utility.ledger.services", "_write_entries", "  COPY entries"),
@@ -261,7 +262,9 @@ def service_time(grid, size: int, interval: int) -> ServiceRun:
     cpu = CpuClock(connection)
 
     timings: dict[str, float] = {}
-    leaf_steps = len([label for _, _, label in STEPS if label not in CONTAINERS]) + 1  # + commit
+    leaf_steps = 1 + sum(  # + commit
+        1 for module, name, label in STEPS if label not in CONTAINERS and hasattr(importlib.import_module(module), name)
+    )
     progress = Progress(f"settlement_close {size:,} meters", leaf_steps)
     restore = _instrument(timings, progress)
     start = START + interval * HOUR
@@ -436,7 +439,7 @@ def _report_growth(results: list[SizeResult]) -> None:
 def _report_steps(runs: list[tuple[str, ServiceRun]]) -> None:
     if not runs:
         return
-    labels = [label for _, _, label in STEPS] + ["commit"]
+    labels = [label for _, _, label in STEPS if any(label in run.steps for _, run in runs)] + ["commit"]
     rows = [(label, *(fmt_s(run.steps.get(label, 0.0)) for _, run in runs)) for label in labels]
     top = {name: sum(v for k, v in run.steps.items() if not k.startswith("  ")) for name, run in runs}
     rows.append(("other", *(fmt_s(run.seconds - top[name]) for name, run in runs)))

@@ -167,18 +167,31 @@ def _deliver_window(chain: chainlib.Chain, deployment: ChainDeployment, batches:
 
 
 def _collect(chain: chainlib.Chain, deployment: ChainDeployment, in_flight: list[MirrorDelivery]) -> tuple[int, str]:
-    applied = 0
+    """Wait for the receipts in order, then book them all in one commit (a
+    crash before it only means the next drain books them from the receipts)."""
+    receipts: list[tuple[MirrorDelivery, chainlib.Receipt]] = []
+    unavailable: chainlib.ChainUnavailable | None = None
     for delivery in in_flight:
-        receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
+        try:
+            receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
+        except chainlib.ChainUnavailable as exc:
+            unavailable = exc
+            break
         if receipt is None:
-            raise chainlib.ChainUnavailable(
-                f"no receipt for {delivery.tx_hash} within {settings.CHAIN_RECEIPT_TIMEOUT_S} s"
-            )
-        blocked = _finish(chain, deployment, delivery, receipt)
-        if blocked:
-            return applied, blocked
-        applied += 1
-    return applied, ""
+            timeout_s = settings.CHAIN_RECEIPT_TIMEOUT_S
+            unavailable = chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {timeout_s} s")
+            break
+        receipts.append((delivery, receipt))
+    applied, blocked = 0, ""
+    with transaction.atomic():
+        for delivery, receipt in receipts:
+            blocked = _finish(chain, deployment, delivery, receipt)
+            if blocked:
+                break
+            applied += 1
+    if unavailable is not None and not blocked:
+        raise unavailable
+    return applied, blocked
 
 
 def _pending_count(deployment: ChainDeployment | None) -> int:
@@ -255,6 +268,8 @@ def _dispatch(
 def _finish(
     chain: chainlib.Chain, deployment: ChainDeployment, delivery: MirrorDelivery, receipt: chainlib.Receipt
 ) -> str:
+    """Book one receipt (inside the caller's transaction); returns why the
+    queue must stop ("" when the batch is applied)."""
     batch = delivery.batch
     if not receipt.ok:
         planned = batch.settlement
@@ -265,13 +280,12 @@ def _finish(
             return f"{batch} reverted ({delivery.tx_hash})"
         # An earlier transaction of this very batch applied it; this one was refused.
         delivery.error = f"refused as already applied (tx {delivery.tx_hash})"
-    with transaction.atomic():
-        delivery.status = DeliveryStatus.APPLIED
-        delivery.gas_used, delivery.block_number = receipt.gas_used, receipt.block_number
-        delivery.applied_at = timezone.now()
-        delivery.save()
-        if not batch.root:
-            _chain_balances_write(deployment, delivery, batch.items)
+    delivery.status = DeliveryStatus.APPLIED
+    delivery.gas_used, delivery.block_number = receipt.gas_used, receipt.block_number
+    delivery.applied_at = timezone.now()
+    delivery.save()
+    if not batch.root:
+        _chain_balances_write(deployment, delivery, batch.items)
     return ""
 
 

@@ -48,15 +48,18 @@ def batch_size(gas_budget: int | None = None) -> int:
     return max(1, (budget - chainlib.BATCH_BASE_GAS) // chainlib.GAS_PER_NEW_ACCOUNT)
 
 
-def _addresses(account_ids: list[int], codes: dict[int, str]) -> dict[int, str]:
-    registered = dict(AccountAddress.objects.filter(account_id__in=account_ids).values_list("account_id", "address"))
-    return {pk: registered.get(pk) or account_address(codes[pk]) for pk in account_ids}
-
-
-def _items(snapshots: list[AccountSnapshot]) -> list[list]:
-    ids = [s.account_id for s in snapshots]
-    addresses = _addresses(ids, {s.account_id: s.code for s in snapshots})
-    return [[s.account_id, addresses[s.account_id], s.balance_uk, s.through_entry_id] for s in snapshots]
+def _items(transaction_id: int, snapshots: list[AccountSnapshot]) -> list[list]:
+    """``[account_id, address, balance_uk, through_entry_id]`` per account: a
+    registered address if its owner gave one, else the derived one."""
+    registered = dict(
+        AccountAddress.objects.filter(account__entries__transaction_id=transaction_id)
+        .values_list("account_id", "address")
+        .distinct()
+    )
+    return [
+        [s.account_id, registered.get(s.account_id) or account_address(s.code), s.balance_uk, s.through_entry_id]
+        for s in snapshots
+    ]
 
 
 def mirror_settlement_plan(transaction_id: int, mode: str | None = None) -> MirrorSettlement | None:
@@ -85,7 +88,7 @@ def mirror_settlement_plan(transaction_id: int, mode: str | None = None) -> Mirr
         existing = MirrorSettlement.objects.filter(transaction_id=transaction_id).first()
         if existing is not None:
             return existing
-        items = _items(transaction_account_snapshots(transaction_id))
+        items = _items(transaction_id, transaction_account_snapshots(transaction_id))
         if mode == MirrorMode.MERKLE:
             items, account_count = _merkle_items(items), len(items)
             chunks, roots = [items], ["0x" + merkle_root([merkle_leaf(i[1], i[2]) for i in items]).hex()]

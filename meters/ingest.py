@@ -30,7 +30,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+
+from utility import clock
 
 from .credentials import secret_unseal
 from .models import Grid, Meter, Reading, RejectedReading
@@ -479,7 +480,7 @@ def _counters_add(outcomes: list[Outcome]) -> None:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for outcome in outcomes:
         counts[counter_key(outcome)] += 1
-    now = timezone.now()
+    now = clock.now()
     with connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO meters_ingestcounter (status, reason, count, updated_at) VALUES (%s, %s, %s, %s) "

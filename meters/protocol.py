@@ -58,7 +58,10 @@ REQUIRED_FIELDS = (
     "export_total_wh",
     "sig",
 )
-OPTIONAL_FIELDS = ("v_min", "v_max")
+OPTIONAL_FIELDS = ("v_min", "v_max", "clock")
+# The meter's own note on its time source (firmware/README.md): signed with the
+# rest of the body, checked here, not stored.
+CLOCK_STATUSES = ("ntp", "unsynced")
 COUNT_FIELDS = ("seq", "period_s", "import_wh", "export_wh", "import_total_wh", "export_total_wh")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
 SIG_RE = re.compile(r"^[0-9a-f]{64}$", re.ASCII)
@@ -305,6 +308,8 @@ def _fields_parse(body: Mapping[str, Any]) -> ReadingReport:
         period_start = parse_utc(start_text)
     except ValueError as exc:
         raise Rejected(Reason.BAD_FIELD, str(exc)[:200]) from None
+    if "clock" in body and body["clock"] not in CLOCK_STATUSES:
+        raise Rejected(Reason.BAD_FIELD, f"clock must be one of {', '.join(CLOCK_STATUSES)}")
     v_min_dv = _decivolts(body.get("v_min"), "v_min")
     v_max_dv = _decivolts(body.get("v_max"), "v_max")
     if v_min_dv is not None and v_max_dv is not None and v_min_dv > v_max_dv:

@@ -204,6 +204,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
+# `manage.py demo --serve` runs a Mosquitto of its own on this port (0: any free port).
+DEMO_MQTT_PORT = env_int("DEMO_MQTT_PORT", 0) or None
 # Outbound MQTT (decisions, acks, price): "paho" talks to MQTT_URL, "memory"
 # records in-process (unit tests, the embedded demo). See meters/mqtt.py.
 MQTT_PUBLISHER = env_str("MQTT_PUBLISHER", "paho" if MQTT_URL else "memory")

@@ -290,3 +290,21 @@ def test_a_fleet_begins_where_its_clock_began_however_late_its_first_step():
     assert rig.fleet.start_s == T0
     for spec in rig.specs:
         assert rig.backend.periods(spec.meter)[:2] == [utc(T0), utc(T0 + HOUR)]
+
+
+def test_an_accelerated_clock_does_not_resend_readings_before_their_ack_can_come():
+    clock = SimClock(T0, speed=36_000)  # ten simulated hours a real second
+    rig = Rig(grid_specs(households=3, roofs=1, lights=0, batteries=1), clock=clock)
+    rig.fleet.after_sweep = None  # a slow backend: it answers only at the end
+    deadline = time.monotonic() + 30
+    while (rig.fleet.cursor or 0) < T0 + 3 * HOUR and time.monotonic() < deadline:
+        rig.fleet.step()
+        time.sleep(0.01)
+    stats = rig.fleet.stats()
+    # Hours of simulated time without an ack, but the 60 s ack timeout runs
+    # in real time: every reading went out exactly once.
+    assert stats.closed >= 3 * len(rig.specs)
+    assert stats.sent == stats.closed and stats.acked == 0
+    rig.backend.poll()
+    rig.fleet.step()
+    assert rig.fleet.stats().acked == stats.closed

@@ -47,7 +47,7 @@ class IngestProcess:
         self.log_path = workdir / f"ingest-{client_id}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 20.0) -> IngestProcess:
+    def start(self, timeout_s: float = 60.0) -> IngestProcess:
         env = {**os.environ, "DATABASE_URL": database_url_of_tests(), "MQTT_URL": self.broker.url, "LOG_LEVEL": "INFO"}
         command = [
             sys.executable,
@@ -112,8 +112,8 @@ def recent_hours(count: int) -> datetime:
 
 
 def ack_of(probe: MqttProbe) -> dict:
-    message = probe.next_message(timeout_s=10)
-    assert message is not None, "no ack within 10 s"
+    message = probe.next_message(timeout_s=30)
+    assert message is not None, "no ack within 30 s"
     return json.loads(message.payload)
 
 
@@ -125,7 +125,7 @@ def test_signed_reading_is_stored_and_acked_then_a_resend_is_a_duplicate(mosquit
     ingest()
     stream = MeterStream("e2e", "e2e-alice", alice.secret, first)
 
-    with MqttProbe(mosquitto, "e2e-alice", alice.secret) as meter:
+    with MqttProbe(mosquitto, "e2e-alice", alice.secret, timeout_s=30) as meter:
         assert meter.connect() == 0
         assert meter.subscribe(topic_ack("e2e", "e2e-alice")) == [1]
         assert meter.publish(stream.topic, stream.payload(0)) == 0

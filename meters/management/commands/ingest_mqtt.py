@@ -34,7 +34,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from django.conf import settings
@@ -48,6 +47,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from meters.ingest import InboundMessage, Outcome, readings_record
 from meters.mqtt import MqttEndpoint, mqtt_url_parse
 from meters.protocol import READINGS_FILTER
+from utility import clock
 
 logger = logging.getLogger("meters.ingest_mqtt")
 
@@ -151,7 +151,8 @@ class IngestRunner:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
-        received = InboundMessage(topic, bytes(msg.payload), datetime.now(UTC))
+        # The one clock (utility.clock): the demo's accelerated time, or the wall clock.
+        received = InboundMessage(topic, bytes(msg.payload), clock.now())
         self.inbox.put(Received(received, msg.mid, msg.qos, self.epoch))
 
     # -- main thread: batch, record, ack --------------------------------------
