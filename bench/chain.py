@@ -21,6 +21,7 @@ created on every run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -206,9 +207,12 @@ def _fleet(count: int, backend: str) -> Fleet:
 
 def _write(path: str, runs: list[Run], accounts: int) -> None:
     rows = [run.row for run in runs]
+    load = os.getloadavg()
     text = f"""# Chain mirror benchmark
 
-`python -m bench.chain --accounts {accounts}` on {machine_description()}.
+`python -m bench.chain --accounts {accounts}` on {machine_description()};
+load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when it finished (other work on the machine
+slows every figure: compare runs at a similar load).
 
 Each run is the real mirror end to end: snapshot the ledger, plan and record
 the batches, sign (coincurve), send, wait for each receipt (2 ms polls), record

@@ -51,6 +51,7 @@ from bench.common import (
     copy_rows,
     fmt_rate,
     fmt_s,
+    load_average,
     machine_description,
     step,
     table_markdown,
@@ -90,6 +91,8 @@ class ScenarioResult:
     meters: int
     settle_s: float = 0.0
     decide_s: float = 0.0
+    cpu_s: float = 0.0  # CPU of the benchmark, its PostgreSQL backend and Mosquitto during both
+    load: str = "?"  # the machine's load average when it started
     decisions: int = 0
     reasons: Counter = field(default_factory=Counter)
     steps: dict[str, float] = field(default_factory=dict)
@@ -219,7 +222,33 @@ def _instrument(timings: dict[str, float]) -> Callable[[], None]:
     return lambda: [setattr(module, name, original) for module, name, original in undo]
 
 
-def run_scenario(scenario: str, size: int, history: int) -> tuple[ScenarioResult, object, dict[str, str]]:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes (Linux /proc)."""
+    import os
+
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _helper_pids(broker_pid: int) -> list[int]:
+    """This process, its PostgreSQL backend and the broker: the CPU the work takes,
+    whatever else the machine runs meanwhile."""
+    import os
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    return [os.getpid(), backend, broker_pid]
+
+
+def run_scenario(
+    scenario: str, size: int, history: int, broker_pid: int
+) -> tuple[ScenarioResult, object, dict[str, str]]:
     from meters.supply import meters_decide
     from settlement.models import SettlementLine
     from settlement.services import settlement_close
@@ -227,6 +256,9 @@ def run_scenario(scenario: str, size: int, history: int) -> tuple[ScenarioResult
     energy = fleet_energy(size)
     grid, meter_secrets = fleet_load(scenario, energy, history)
     result = ScenarioResult(scenario, size)
+    pids = _helper_pids(broker_pid)
+    result.load = load_average()
+    cpu_before = cpu_seconds(pids)
     with step(f"settlement_close {size:,} meters"):
         started = time.perf_counter()
         closed = settlement_close(grid.pk, START, NOW)
@@ -242,6 +274,7 @@ def run_scenario(scenario: str, size: int, history: int) -> tuple[ScenarioResult
             result.decide_s = time.perf_counter() - started
     finally:
         restore()
+    result.cpu_s = cpu_seconds(pids) - cpu_before
     return result, grid, meter_secrets
 
 
@@ -376,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         consumers = args.meters - (args.meters + PRODUCER_EVERY - 1) // PRODUCER_EVERY
         raw_rate, paho_rate = raw_publish_rates(consumers, 190, broker.url)  # a decision is about 190 bytes
         for scenario in scenarios:
-            result, grid, meter_secrets = run_scenario(scenario, args.meters, args.history)
+            result, grid, meter_secrets = run_scenario(scenario, args.meters, args.history, broker.process.pid)
             verify(result, grid, meter_secrets, broker.url)
             results.append(result)
             print(f"{scenario}: settle {fmt_s(result.settle_s)} s + decide and publish {fmt_s(result.decide_s)} s "
@@ -394,10 +427,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(results: list[ScenarioResult], rates: tuple[float, float], machine: str, args) -> None:
     raw_rate, paho_rate = rates
-    headers = ("scenario", "meters", "decisions sent", "settle s", "decide+publish s", "total s",
-               "decisions/s", "raw QoS 1 msg/s", f"under {args.target_s:g} s")  # fmt: skip
+    headers = ("scenario", "meters", "decisions sent", "settle s", "decide+publish s", "total s", "CPU s",
+               "load avg", "decisions/s", "raw QoS 1 msg/s", f"under {args.target_s:g} s")  # fmt: skip
     rows = [
         (r.scenario, f"{r.meters:,}", f"{r.decisions:,}", fmt_s(r.settle_s), fmt_s(r.decide_s), fmt_s(r.total_s),
+         fmt_s(r.cpu_s), r.load,
          fmt_rate(r.decisions / r.decide_s) if r.decisions else "-", fmt_rate(raw_rate),
          "yes" if r.total_s < args.target_s else "NO")
         for r in results
@@ -430,6 +464,9 @@ def _report(results: list[ScenarioResult], rates: tuple[float, float], machine: 
             "and marked published. The run then reads every retained decision back from the broker and "
             "verifies each signature.\n\n"
             + table_markdown(headers, rows)
+            + "\n*CPU s*: user + system seconds of the benchmark process, its PostgreSQL backend and Mosquitto "
+            "over settlement and decisions: what the work costs whatever else the shared machine runs (the wall "
+            "time on an idle machine is about this). *load avg*: the machine's 1-minute load when it began.\n"
             + f"\nRaw limit, same run: {fmt_rate(raw_rate)} retained QoS 1 messages/s on a bulk connection "
             f"(`meters.mqtt_bulk`, the path the decisions take) to the same broker, no database work; "
             f"paho-mqtt's `publish_many` reaches {fmt_rate(paho_rate)} messages/s on the same broker.\n\n"

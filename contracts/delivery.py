@@ -276,14 +276,14 @@ def _finish(
         if not chain.read(deployment.address, "isApplied", planned.settlement_id, batch.batch_no):
             delivery.status, delivery.error = DeliveryStatus.FAILED, "reverted"
             delivery.gas_used, delivery.block_number = receipt.gas_used, receipt.block_number
-            delivery.save()
+            delivery.save(update_fields=["status", "error", "gas_used", "block_number"])
             return f"{batch} reverted ({delivery.tx_hash})"
         # An earlier transaction of this very batch applied it; this one was refused.
         delivery.error = f"refused as already applied (tx {delivery.tx_hash})"
     delivery.status = DeliveryStatus.APPLIED
     delivery.gas_used, delivery.block_number = receipt.gas_used, receipt.block_number
     delivery.applied_at = timezone.now()
-    delivery.save()
+    delivery.save(update_fields=["status", "gas_used", "block_number", "applied_at", "error"])
     if not batch.root:
         _chain_balances_write(deployment, delivery, batch.items)
     return ""

@@ -128,12 +128,15 @@ class ChainBalance(models.Model):
     """What one deployment holds for an account after its latest applied batch:
     the address written, the balance and the ledger entry it includes."""
 
-    deployment = models.ForeignKey(ChainDeployment, on_delete=models.CASCADE, related_name="balances")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    # Every settlement rewrites thousands of these rows: only the unique
+    # (deployment, account) index exists, so the updates touch no other index
+    # (PostgreSQL can then update in place) and cost a fraction.
+    deployment = models.ForeignKey(ChainDeployment, on_delete=models.CASCADE, related_name="balances", db_index=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
     address = models.CharField(max_length=42)
     balance_uk = models.BigIntegerField()
     through_entry_id = models.BigIntegerField()
-    delivery = models.ForeignKey(MirrorDelivery, on_delete=models.CASCADE, related_name="+")
+    delivery = models.ForeignKey(MirrorDelivery, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["deployment", "account"], name="one_chain_balance_per_account")]

@@ -34,6 +34,14 @@ from .services import demo_seed
 logger = logging.getLogger(__name__)
 
 
+def _schedule_scaled(schedule: dict, speed: float, floor_s: float = 2.0) -> dict:
+    """The beat's periods are simulated seconds in the demo: "settle every
+    minute" becomes every 60/speed real seconds (at least ``floor_s``)."""
+    return {
+        name: {**entry, "schedule": max(floor_s, float(entry["schedule"]) / speed)} for name, entry in schedule.items()
+    }
+
+
 @dataclass
 class DemoStack:
     """Everything the demo runs besides the web server; ``stop()`` ends it all."""
@@ -50,11 +58,12 @@ class DemoStack:
     def start(self) -> DemoStack:
         mosquitto_binary()  # a clear error now rather than a dead fleet later
         self.clock = self._clock_start()
+        # The broker first: seeding funds meters, and funding sends decisions.
+        self.broker = MosquittoProcess(self.var_dir / "mosquitto", port=settings.DEMO_MQTT_PORT).start()
+        settings.MQTT_URL, settings.MQTT_PUBLISHER = self.broker.url, "paho"
         self.grid = demo_seed(self.clock.now())
         self._market_seed()
-        self.broker = MosquittoProcess(self.var_dir / "mosquitto", port=settings.DEMO_MQTT_PORT).start()
         self.broker.sync_credentials()
-        settings.MQTT_URL, settings.MQTT_PUBLISHER = self.broker.url, "paho"
         self.ingest = IngestRunner(
             mqtt_url_parse(self.broker.url),
             IngestOptions(
@@ -62,6 +71,7 @@ class DemoStack:
             ),
         )
         self._thread("ingest", self.ingest.run)
+        settings.CELERY_BEAT_SCHEDULE = _schedule_scaled(settings.CELERY_BEAT_SCHEDULE, self.clock.speed)
         beat_embedded_start(self.stop_event)
         fleet = grid_fleet(self.grid, self.clock.sim, progress=lambda line: logger.info("fleet %s", line))
         self._thread("fleet", lambda: fleet.run(self.stop_event))

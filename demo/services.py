@@ -35,18 +35,23 @@ EXTRA_PRODUCERS = 6
 UK = 1_000_000
 
 
-def _user(username: str, *, staff: bool = False):
+def _user(username: str, *, staff: bool = False, login: bool = False):
+    """A demo resident; only the published logins get a (slow to hash) password."""
     User = get_user_model()
     user, created = User.objects.get_or_create(username=username, defaults={"is_staff": staff, "is_superuser": staff})
     if created:
-        user.set_password(DEMO_PASSWORD)
+        if login or staff:
+            user.set_password(DEMO_PASSWORD)
+        else:
+            user.set_unusable_password()
         user.save()
     return user
 
 
-def _fund(username: str, meter, coins: int, wallet_coins: int, now: datetime) -> None:
+def _fund(username: str, meter, coins: int, now: datetime) -> None:
+    """Give the resident demo coins (20 k more than they fund) and fund ``meter``."""
     user = _user(username)
-    wallet_credit(username, wallet_coins * UK, "demo coins", "demo", f"demo-wallet-{username}", now)
+    wallet_credit(username, (coins + 20) * UK, "demo coins", "demo", f"demo-wallet-{username}", now)
     if coins:
         meter_fund(user, meter, coins * UK, f"demo-fund-{meter.public_id}")
 
@@ -61,19 +66,19 @@ def demo_seed(now: datetime) -> Grid:
     grid = grid_create(GRID_SLUG, "Demo community grid", now, credit_limit_uk=UK // 2, coin_price_cents=100)
     rng = random.Random(7)
     for username, meter_id, kind, label, coins in SEED_PEOPLE:
-        _user(username)
+        _user(username, login=True)
         meter = meter_add(grid, meter_id, kind, label=label, owner_username=username).meter
-        _fund(username, meter, coins, 20, now)
+        _fund(username, meter, coins, now)
     light = meter_add(grid, "SL-0001", "consumer", public=True, label="Street light, Main St & 1st").meter
-    _fund("town", light, 3, 10, now)
+    _fund("town", light, 3, now)
     for i in range(2):
         name = f"battery{i + 1}"
         meter = meter_add(grid, f"M-BAT{i + 1}", "prosumer", label=f"Home battery {i + 1}", owner_username=None).meter
-        _fund(name, meter, 30, 40, now)
+        _fund(name, meter, 30, now)
     for i in range(EXTRA_PRODUCERS):
         meter_add(grid, f"M-P{i + 1:03d}", "producer", label=f"Solar roof {i + 1}")
     for i in range(EXTRA_HOUSEHOLDS):
         username = f"house{i + 1}"
         meter = meter_add(grid, f"M-H{i + 1:03d}", "consumer", label=f"House {i + 1}").meter
-        _fund(username, meter, rng.randint(8, 60), 80, now)
+        _fund(username, meter, rng.randint(8, 60), now)
     return grid

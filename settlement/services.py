@@ -123,13 +123,16 @@ def _claim_readings(
     meter id → account id, meter id → meter pk, and the late readings claimed.
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE meters_reading r SET settled_in = %s FROM meters_meter m "
-            "WHERE m.grid_id = %s AND r.meter_id = m.id AND r.settled_in IS NULL AND r.interval_start < %s "
-            "RETURNING r.meter_id, m.public_id, m.account_id, r.import_wh, r.export_wh, r.late",
-            [start, grid.pk, end],
-        )
-        rows = cursor.fetchall()
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "UPDATE meters_reading r SET settled_in = %s FROM meters_meter m "
+                "WHERE m.grid_id = %s AND r.meter_id = m.id AND r.settled_in IS NULL AND r.interval_start < %s "
+                "RETURNING r.meter_id, m.public_id, m.account_id, r.import_wh, r.export_wh, r.late",
+                [start, grid.pk, end],
+            )
+            rows = cursor.fetchall()
+        else:
+            rows = _claim_readings_portable(cursor, grid, start, end)
     late_count = sum(1 for row in rows if row[5])
     if len({row[0] for row in rows}) != len(rows):
         rows = _sum_per_meter(rows)
@@ -137,6 +140,21 @@ def _claim_readings(
     accounts = {public_id: account_id for _, public_id, account_id, _, _, _ in rows}
     meter_pks = {public_id: meter_pk for meter_pk, public_id, _, _, _, _ in rows}
     return usages, accounts, meter_pks, late_count
+
+
+def _claim_readings_portable(cursor, grid: Grid, start: datetime, end: datetime) -> list[tuple]:
+    """The same claim where RETURNING cannot name a joined table (SQLite, the
+    embedded default): claim the readings, then look their meters up."""
+    cursor.execute(
+        "UPDATE meters_reading SET settled_in = %s WHERE settled_in IS NULL AND interval_start < %s "
+        "AND meter_id IN (SELECT id FROM meters_meter WHERE grid_id = %s) "
+        "RETURNING meter_id, import_wh, export_wh, late",
+        [start, end, grid.pk],
+    )
+    claimed = cursor.fetchall()
+    cursor.execute("SELECT id, public_id, account_id FROM meters_meter WHERE grid_id = %s", [grid.pk])
+    meters = {pk: (public_id, account_id) for pk, public_id, account_id in cursor.fetchall()}
+    return [(pk, *meters[pk], import_wh, export_wh, late) for pk, import_wh, export_wh, late in claimed]
 
 
 def _sum_per_meter(rows: list[tuple]) -> list[tuple]:

@@ -8,6 +8,7 @@ app_name = "web"
 
 urlpatterns = [
     path("", auth.landing, name="landing"),
+    path("favicon.ico", RedirectView.as_view(url=static("web/favicon.svg"), permanent=True)),
     path("signup/", auth.sign_up, name="signup"),
     path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),

@@ -192,7 +192,10 @@ def bilateral_offer(
     if violations := limits_violations(_limits_of(limit), terms):
         raise OfferRefused(violations)
     with transaction.atomic():
-        BuyerLimit.objects.select_for_update().get(pk=limit.pk)
+        # Under the limits' lock: a withdrawal or another seller's offer a
+        # moment ago is seen here (one open contract per set of limits).
+        if not BuyerLimit.objects.select_for_update().get(pk=limit.pk).active:
+            raise MarketError("no such active limits")
         if limit.contracts.filter(status__in=OPEN_CONTRACT_STATUSES).exists():
             raise MarketError("the buyer already has an open contract under these limits")
         contract = _contract_create(limit, meter, terms, now)

@@ -162,3 +162,19 @@ def test_prices_and_the_operators_view(market):
     staff = client_for(user_make("api-operator", is_staff=True))
     assert staff.get("/api/market/ops/trades/").json() == {"offers": [], "contracts": []}
     assert APIClient().get("/api/market/offers/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/market/offers/999/cancel/",
+        "/api/market/bids/999/cancel/",
+        "/api/market/limits/999/withdraw/",
+        "/api/market/contracts/999/deposit/",
+    ],
+)
+def test_actions_on_what_is_not_yours_or_does_not_exist_are_refused(market, path):
+    response = client_for(market.users["carlos"]).post(path)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "refused" and "no such" in response.json()["error"]["message"]
+    assert client_for(market.users["carlos"]).post("/api/market/limits/999/offers/", {}).status_code == 400

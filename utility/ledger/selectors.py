@@ -115,8 +115,3 @@ def balances_through(through_entry_ids: dict[int, int]) -> dict[int, int]:
             if entry_id > through_entry_ids[account_id]:
                 later[account_id] = later.get(account_id, 0) + amount_uk
     return {pk: balances[pk] - later.get(pk, 0) for pk in through_entry_ids if pk in balances}
-
-
-def account_codes(account_ids: list[int]) -> dict[int, str]:
-    """Account id to code."""
-    return dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "code"))

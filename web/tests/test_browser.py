@@ -74,6 +74,7 @@ def new_page(browser, width: int = 1100, height: int = 800):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("response", lambda response: errors.append(f"{response.status} {response.url}") if response.status == 404 else None)
     return page, errors
 
 
@@ -110,7 +111,8 @@ def test_sign_up_buy_coins_fund_a_street_light_and_see_it_switch_on(browser, sit
     assert page.inner_text("[data-testid=wallet]").startswith("0.000000")
 
     # Buy 10.00 of coins on the stand-in's checkout page.
-    page.click("text=Buy coins")
+    page.click("main a:has-text('Buy coins')")
+    page.wait_for_url(re.compile(r".*/payments/buy/$"))
     page.fill("input[name=amount]", "10.00")
     page.click("text=See how many coins")
     page.click("text=Pay 10.00")
