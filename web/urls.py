@@ -1,6 +1,8 @@
 """The web's pages (``web:``) and, under ``/api/``, the REST API."""
 
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from .views import auth, funding, grid, operator, resident
 
