@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/commonwatt
 export DATABASE_URL ?= $(PG_URL)
 
-.PHONY: venv run test test-unit lint bench clean
+.PHONY: venv node run test test-unit lint bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
@@ -18,11 +18,23 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(BIN)/.installed
 
+# Front-end and toolchain packages from npm (never committed): chart.js and
+# htmx for the web app, solc and anvil for the chain mirror, MicroPython
+# (WebAssembly) to run the firmware's core.
+NPM_DIRS := web contracts firmware
+NPM_STAMPS := $(foreach d,$(NPM_DIRS),$(d)/node_modules/.installed)
+%/node_modules/.installed: %/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is required"; exit 1; }
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NPM_STAMPS)
+
 # The demo: SQLite under var/, seeded grid, dev server on :8000.
-run: venv
+run: venv web/node_modules/.installed
 	DATABASE_URL= $(BIN)/python manage.py demo --serve
 
-test: venv
+test: venv node
 	$(BIN)/python scripts/ensure_db.py "$$DATABASE_URL"
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
@@ -42,4 +54,4 @@ bench: venv
 	$(BIN)/python -m bench.settlement --sizes 1000,10000,100000
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var $(foreach d,$(NPM_DIRS),$(d)/node_modules)
