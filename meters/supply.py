@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 
 from utility.audit.services import operator_action_record
@@ -75,15 +75,37 @@ def avg_costs_uk(grid: Grid, meter_ids: list[int], now: datetime) -> dict[int, i
     since = now - timedelta(seconds=grid.interval_s * RECENT_INTERVALS)
     costs = {}
     for chunk in _chunked(meter_ids):
-        rows = (
-            Reading.objects.filter(meter_id__in=chunk, interval_start__gte=since, interval_start__lt=now)
-            .values("meter_id")
-            .annotate(total=Sum("import_wh"), n=Count("id"))
-            .values_list("meter_id", "total", "n")
-        )
-        for meter_id, total_wh, count in rows:
+        for meter_id, total_wh, count in _import_totals(chunk, since, now):
             costs[meter_id] = div_round_half_up(total_wh * grid.tariff_uk_per_kwh, 1000 * count)
     return costs
+
+
+def _import_totals(meter_ids: list[int], since: datetime, until: datetime) -> list[tuple[int, int, int]]:
+    """``(meter_id, import Wh, readings)`` over ``[since, until)``."""
+    if connection.vendor == "postgresql":  # one array parameter, not thousands
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT meter_id, SUM(import_wh), COUNT(*) FROM meters_reading WHERE meter_id = ANY(%s) "
+                "AND interval_start >= %s AND interval_start < %s GROUP BY meter_id",
+                [meter_ids, since, until],
+            )
+            return cursor.fetchall()
+    readings = Reading.objects.filter(meter_id__in=meter_ids, interval_start__gte=since, interval_start__lt=until)
+    return list(readings.values("meter_id").annotate(total=Sum("import_wh"), n=Count("id")).values_list(
+        "meter_id", "total", "n"
+    ))  # fmt: skip
+
+
+def _grids_of(meter_ids: list[int]) -> dict[int, int]:
+    """Each active meter's grid id."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, grid_id FROM meters_meter WHERE id = ANY(%s) AND active", [meter_ids])
+            return dict(cursor.fetchall())
+    grid_of: dict[int, int] = {}
+    for chunk in _chunked(meter_ids):
+        grid_of.update(Meter.objects.filter(pk__in=chunk, active=True).values_list("pk", "grid_id"))
+    return grid_of
 
 
 def _forecast(grid: Grid, row: tuple[int, str, str, int], avg_cost_uk: int) -> MeterForecast:
@@ -131,9 +153,7 @@ def meters_decide(meter_ids: list[int], now: datetime, issued_by: str = "system"
     is not repeated, and a meter an operator holds is left alone. Decisions are
     made from the locked meter and its current balance (``decisions_bulk``).
     """
-    grid_of: dict[int, int] = {}
-    for chunk in _chunked(sorted(set(meter_ids))):
-        grid_of.update(Meter.objects.filter(pk__in=chunk, active=True).values_list("pk", "grid_id"))
+    grid_of = _grids_of(sorted(set(meter_ids)))
     costs: dict[int, int] = {}
     for grid in Grid.objects.filter(pk__in=set(grid_of.values())):
         costs.update(avg_costs_uk(grid, [pk for pk, g in grid_of.items() if g == grid.pk], now))

@@ -4,9 +4,12 @@ through the pool, and every µk is accounted for (``ledger_problems``)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from marketplace.models import Contract, ContractStatus, Delivery, PaymentState
 from marketplace.services import (
@@ -207,3 +210,37 @@ def test_settling_an_interval_again_records_no_second_delivery(market):
     closed = settlement_close(market.grid.pk, hours(1), due(hours(1)) + timedelta(hours=5))
     assert closed.settled_now is False
     assert Delivery.objects.count() == 1 and balances(market) == before
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    price=st.integers(1, 3_000_000),
+    energy_wh=st.integers(1, 6_000),
+    angel=st.integers(0, 5_000),
+    carlos=st.integers(0, 5_000),
+    danny=st.integers(0, 5_000),
+)
+def test_settling_with_a_contract_conserves_every_micro_coin(db, settings, price, energy_wh, angel, carlos, danny):
+    settings.MQTT_PUBLISHER = "memory"
+    market = market_make(f"h{uuid.uuid4().hex[:8]}")
+    coins_give(market.users["carlos"], 20_000 * K)
+    offer = offer_create(market.users["angel"], market.meters["angel"], energy_wh=energy_wh, delivery_start=hours(1),
+                         delivery_end=hours(2), start_price_uk_per_kwh=1, ends_at=hours(1), now=NOW)  # fmt: skip
+    bid_place(market.users["carlos"], offer.pk, market.meters["carlos"], price, NOW)
+    contract = auction_close(offer.pk, hours(1))
+    settle_through(market, 0)
+    seed_readings(market, hours(1), angel=angel, carlos=carlos, danny=danny)
+    before = {**balances(market), "escrow": account_balance(contract.escrow_account_id)}
+
+    settlement_close(market.grid.pk, hours(1), due(hours(1)))
+
+    after = {**balances(market), "escrow": account_balance(contract.escrow_account_id)}
+    delivery = Delivery.objects.get(contract=contract)
+    assert delivery.delivered_wh == min(energy_wh, angel, carlos)
+    assert before["escrow"] - after["escrow"] == delivery.amount_uk  # the buyer's side...
+    run = SettlementRun.objects.get(grid=market.grid, interval_start=hours(1))
+    assert after["angel"] - before["angel"] == delivery.amount_uk + SettlementLine.objects.get(
+        run=run, meter=market.meters["angel"]
+    ).credit_uk  # ...equals the seller's contract credit, beside its pool share
+    assert sum(after.values()) == sum(before.values())
+    assert ledger_problems() == []
