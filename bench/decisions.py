@@ -160,13 +160,7 @@ def fleet_load(scenario: str, energy: list[tuple[int, int]], history: int) -> tu
              f"{sealed[_public_id(scenario, i)]}\tbench\tt\tf\t0\tconnect\t{stamp}\n" for i in range(size)),
             size, f"load {size:,} meters (COPY)",
         )  # fmt: skip
-        copy_rows(
-            cursor, "meters_reading",
-            ("meter_id", "interval_start", "import_wh", "export_wh", "import_total_wh", "export_total_wh", "seq",
-             "received_at", "late", "settled_in"),
-            _readings(first_meter, energy, history),
-            size * (history + 1), f"load {size * (history + 1):,} readings (COPY)",
-        )  # fmt: skip
+        _readings_load(cursor, first_meter, energy, history)
     balances = _balances(scenario, energy)
     if any(balances):
         credit = system_account(AccountKind.OPERATOR_CREDIT)
@@ -179,15 +173,23 @@ def fleet_load(scenario: str, energy: list[tuple[int, int]], history: int) -> tu
     return grid, meter_secrets
 
 
-def _readings(first_meter: int, energy: list[tuple[int, int]], history: int):
-    """``history`` settled hours before ``START`` (same energy each hour), then the hour to settle."""
-    for i, (imp, exp) in enumerate(energy):
-        for hour in range(history + 1):
-            start = START - (history - hour) * HOUR
-            stamp = f"{start:%Y-%m-%d %H:%M:%S}+00"
-            settled = stamp if hour < history else "\\N"
-            yield (f"{first_meter + i}\t{stamp}\t{imp}\t{exp}\t{imp * (hour + 1)}\t{exp * (hour + 1)}\t{hour + 1}\t"
-                   f"{stamp}\tf\t{settled}\n")  # fmt: skip
+def _readings_load(cursor, first_meter: int, energy: list[tuple[int, int]], history: int) -> None:
+    """``history`` settled hours before ``START`` (the same energy each hour),
+    then the hour to settle: the energy by COPY, the readings made by PostgreSQL."""
+    cursor.execute("CREATE TEMP TABLE bench_energy (meter_id bigint, imp bigint, exp bigint) ON COMMIT DROP")
+    copy_rows(cursor, "bench_energy", ("meter_id", "imp", "exp"),
+              (f"{first_meter + i}\t{imp}\t{exp}\n" for i, (imp, exp) in enumerate(energy)),
+              len(energy), f"load {len(energy):,} meters' energy (COPY)")  # fmt: skip
+    with step(f"make {len(energy) * (history + 1):,} readings (SQL)"):
+        cursor.execute(
+            "INSERT INTO meters_reading (meter_id, interval_start, import_wh, export_wh, import_total_wh, "
+            "export_total_wh, seq, received_at, late, settled_in) "
+            "SELECT e.meter_id, %s - (%s - h) * interval '1 hour', e.imp, e.exp, e.imp * (h + 1), e.exp * (h + 1), "
+            "h + 1, %s - (%s - h) * interval '1 hour', false, "
+            "CASE WHEN h < %s THEN %s - (%s - h) * interval '1 hour' END "
+            "FROM bench_energy e CROSS JOIN generate_series(0, %s) AS h ORDER BY e.meter_id, h",
+            [START, history, START, history, history, START, history, history],
+        )
 
 
 # The steps of meters_decide, timed by wrapping the module-level functions it

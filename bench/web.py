@@ -50,7 +50,7 @@ from bench.common import (
 ROOT = Path(__file__).resolve().parent.parent
 HOURS = 8760
 NEIGHBOURS = 8  # other houses, and two more roofs, share each interval
-PASSWORD = "bench-password-not-secret"  # noqa: S105
+PASSWORD = "bench-password-not-secret"
 
 
 def hourly(hour: int, table: list[int]) -> int:
@@ -75,11 +75,9 @@ def seed(start: datetime) -> None:
     User = get_user_model()
     with step("grid, residents and meters"):
         grid = grid_create("bench", "Bench grid", start, credit_limit_uk=5_000_000)
-        users = []
-        for index in range(64):
-            users.append(User(username=f"resident{index}"))
-            users[-1].set_password(PASSWORD)
-        User.objects.bulk_create(users)
+        hashed = User(username="x")
+        hashed.set_password(PASSWORD)  # one slow hash, shared: they all log in with it
+        User.objects.bulk_create([User(username=f"resident{i}", password=hashed.password) for i in range(64)])
         meters = [
             meter_add(
                 grid, f"R{index}-HOME", "consumer", label=f"House {index}", owner_username=f"resident{index}"
@@ -130,15 +128,61 @@ def seed(start: datetime) -> None:
                 f"{run_id}\t{pk_of[line.meter]}\t{line.import_wh}\t{line.export_wh}\t{line.debit_uk}\t{line.credit_uk}\n"
             )
     with connection.cursor() as cursor:
-        copy_rows(cursor, "meters_reading", ["meter_id", "interval_start", "import_wh", "export_wh", "import_total_wh",
-                  "export_total_wh", "seq", "received_at", "late", "settled_in"], readings, len(readings),
-                  "readings (a year, every meter)")  # fmt: skip
-        copy_rows(cursor, "settlement_settlementrun", ["id", "grid_id", "interval_start", "interval_end", "status",
-                  "tariff_uk_per_kwh", "carry_in_uk", "pool_uk", "fee_uk", "credited_uk", "carry_out_uk", "import_wh",
-                  "export_wh", "loss_wh", "loss_bp", "alerts", "meter_count", "late_reading_count", "settled_at"],
-                  runs, len(runs), "settlement runs")  # fmt: skip
-        copy_rows(cursor, "settlement_settlementline", ["run_id", "meter_id", "import_wh", "export_wh", "debit_uk",
-                  "credit_uk"], lines, len(lines), "settlement lines")  # fmt: skip
+        copy_rows(
+            cursor,
+            "meters_reading",
+            [
+                "meter_id",
+                "interval_start",
+                "import_wh",
+                "export_wh",
+                "import_total_wh",
+                "export_total_wh",
+                "seq",
+                "received_at",
+                "late",
+                "settled_in",
+            ],
+            readings,
+            len(readings),
+            "readings (a year, every meter)",
+        )
+        copy_rows(
+            cursor,
+            "settlement_settlementrun",
+            [
+                "id",
+                "grid_id",
+                "interval_start",
+                "interval_end",
+                "status",
+                "tariff_uk_per_kwh",
+                "carry_in_uk",
+                "pool_uk",
+                "fee_uk",
+                "credited_uk",
+                "carry_out_uk",
+                "import_wh",
+                "export_wh",
+                "loss_wh",
+                "loss_bp",
+                "alerts",
+                "meter_count",
+                "late_reading_count",
+                "settled_at",
+            ],
+            runs,
+            len(runs),
+            "settlement runs",
+        )
+        copy_rows(
+            cursor,
+            "settlement_settlementline",
+            ["run_id", "meter_id", "import_wh", "export_wh", "debit_uk", "credit_uk"],
+            lines,
+            len(lines),
+            "settlement lines",
+        )
         cursor.execute("SELECT setval(pg_get_serial_sequence('settlement_settlementrun', 'id'), %s)", [run_id])
         cursor.execute("ANALYZE")
     last = start + timedelta(hours=HOURS - 1)
@@ -186,7 +230,7 @@ def user_loop(base, index, stop_at, record_from, think, stats, seed_value) -> No
             response = session.get(base + path.format(meter=f"R{index}-HOME"), timeout=30)
             ok = response.status_code == 200 and marker in response.text
             problem = "" if ok else f"{name}: {response.status_code}"
-        except Exception as exc:  # noqa: BLE001 - counted, reported, fails the run
+        except Exception as exc:
             problem = f"{name}: {exc}"
         elapsed = time.perf_counter() - started
         with stats.lock:
@@ -242,22 +286,38 @@ def server_start(database_url: str, workers: int, threads: int) -> tuple[subproc
         "MQTT_PUBLISHER": "memory",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "utility.wsgi:application", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-        "--log-level", "warning", "--timeout", "60",
-    ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "utility.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread",
+        "--log-level",
+        "warning",
+        "--timeout",
+        "60",
+    ]
+    log = open(ROOT / "var" / "bench-web-gunicorn.log", "w")  # noqa: SIM115 - closed with the server
+    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     import requests
 
-    for _ in range(120):
+    deadline = time.perf_counter() + 180
+    while time.perf_counter() < deadline:
         try:
-            if requests.get(base + "/login/", timeout=5).status_code == 200:
+            # The first request of each worker imports the URL conf: be patient.
+            if requests.get(base + "/login/", timeout=60).status_code == 200:
                 return server, base
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.5)
     server_stop(server)
-    raise SystemExit("gunicorn did not start")
+    raise SystemExit("gunicorn did not start: see var/bench-web-gunicorn.log")
 
 
 def server_stop(server: subprocess.Popen) -> None:
@@ -300,11 +360,30 @@ def main() -> int:
                 failed = True
                 print(f"{len(stats.errors)} errors, e.g. {stats.errors[:3]}", file=sys.stderr)
             for page, values in stats.latencies.items():
-                rows.append([label, page, len(values), f"{1000 * percentile(values, 0.5):.0f}",
-                             f"{1000 * percentile(values, 0.95):.0f}", f"{1000 * percentile(values, 0.99):.0f}",
-                             f"{len(values) / args.duration:.1f}", len([e for e in stats.errors if e.startswith(page)])])  # fmt: skip
-            rows.append([label, "all", sum(len(v) for v in stats.latencies.values()), "", "", "",
-                         f"{result['rps']:.1f}", len(stats.errors)])  # fmt: skip
+                rows.append(
+                    [
+                        label,
+                        page,
+                        len(values),
+                        f"{1000 * percentile(values, 0.5):.0f}",
+                        f"{1000 * percentile(values, 0.95):.0f}",
+                        f"{1000 * percentile(values, 0.99):.0f}",
+                        f"{len(values) / args.duration:.1f}",
+                        len([e for e in stats.errors if e.startswith(page)]),
+                    ]
+                )
+            rows.append(
+                [
+                    label,
+                    "all",
+                    sum(len(v) for v in stats.latencies.values()),
+                    "",
+                    "",
+                    "",
+                    f"{result['rps']:.1f}",
+                    len(stats.errors),
+                ]
+            )
     finally:
         server_stop(server)
     headers = ["load", "page", "requests", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors"]

@@ -167,8 +167,9 @@ class Chain:
                 ("balancesOf", "balancesOf(address[])"),
             ]
         }
-        # py-evm is not thread-safe; a node serializes on its own.
-        self.lock = threading.RLock()
+        # py-evm is not thread-safe; a node serializes on its own (and the
+        # mirror sends on one thread while it reads receipts on another).
+        self.lock: Any = threading.RLock() if backend == "embedded" else contextlib.nullcontext()
         with _translated():
             self.chain_id = w3.eth.chain_id
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -161,36 +162,86 @@ def _deliver_window(chain: chainlib.Chain, deployment: ChainDeployment, batches:
             )
             for batch, tx in zip(fresh, signed, strict=True)
         )  # fmt: skip
-    for tx in signed:
-        chain.send_raw(tx.raw)  # an outage here leaves the rest recorded: the next drain re-sends them
-    return _collect(chain, deployment, in_flight)
+    # An outage while sending leaves the rest recorded: the next drain re-sends them.
+    return _collect(chain, deployment, in_flight, _Sender(chain, [tx.raw for tx in signed]))
 
 
-def _collect(chain: chainlib.Chain, deployment: ChainDeployment, in_flight: list[MirrorDelivery]) -> tuple[int, str]:
-    """Wait for the receipts in order, then book them all in one commit (a
-    crash before it only means the next drain books them from the receipts)."""
-    receipts: list[tuple[MirrorDelivery, chainlib.Receipt]] = []
-    unavailable: chainlib.ChainUnavailable | None = None
-    for delivery in in_flight:
-        try:
-            receipt = chain.wait_receipt(delivery.tx_hash, settings.CHAIN_RECEIPT_TIMEOUT_S)
-        except chainlib.ChainUnavailable as exc:
-            unavailable = exc
-            break
-        if receipt is None:
-            timeout_s = settings.CHAIN_RECEIPT_TIMEOUT_S
-            unavailable = chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {timeout_s} s")
-            break
-        receipts.append((delivery, receipt))
-    applied, blocked = 0, ""
-    with transaction.atomic():
-        for delivery, receipt in receipts:
-            blocked = _finish(chain, deployment, delivery, receipt)
-            if blocked:
-                break
-            applied += 1
-    if unavailable is not None and not blocked:
-        raise unavailable
+class _Sender:
+    """Broadcasts signed transactions in order. On a node it runs on a thread,
+    so the node mines batch k+1 while batch k's receipt is booked in the
+    database; py-evm runs in this process (and under the GIL), so there it
+    simply sends everything first."""
+
+    def __init__(self, chain: chainlib.Chain, raws: list[bytes]) -> None:
+        self.chain, self.raws = chain, raws
+        self.sent = 0
+        self.error: Exception | None = None
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if chain.backend == "embedded":
+            self._run()
+        else:
+            self._thread = threading.Thread(target=self._run, name="chain-sender", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        for raw in self.raws:
+            try:
+                self.chain.send_raw(raw)
+            except Exception as exc:  # handed to the collecting thread, never lost
+                with self._changed:
+                    self.error = exc
+                    self._changed.notify_all()
+                return
+            with self._changed:
+                self.sent += 1
+                self._changed.notify_all()
+
+    def wait_sent(self, index: int, timeout_s: float) -> Exception | None:
+        """Wait until transaction ``index`` went out; the reason if it did not."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.sent > index or self.error is not None, timeout_s)
+            if self.sent > index:
+                return None
+            return self.error or chainlib.ChainUnavailable(f"sending took longer than {timeout_s} s")
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _collect(
+    chain: chainlib.Chain, deployment: ChainDeployment, in_flight: list[MirrorDelivery], sender: _Sender | None = None
+) -> tuple[int, str]:
+    """Book the receipts in order as they come, in one commit (a crash before
+    it only means the next drain books them from the receipts); returns (how
+    many applied, why it stopped or ""). An outage is raised after booking
+    what did arrive."""
+    timeout_s = settings.CHAIN_RECEIPT_TIMEOUT_S
+    applied, blocked, stop = 0, "", None
+    try:
+        with transaction.atomic():
+            for index, delivery in enumerate(in_flight):
+                stop = sender.wait_sent(index, timeout_s) if sender is not None else None
+                if stop is not None:
+                    break
+                try:
+                    receipt = chain.wait_receipt(delivery.tx_hash, timeout_s)
+                except chainlib.ChainUnavailable as exc:
+                    stop = exc
+                    break
+                if receipt is None:
+                    stop = chainlib.ChainUnavailable(f"no receipt for {delivery.tx_hash} within {timeout_s} s")
+                    break
+                blocked = _finish(chain, deployment, delivery, receipt)
+                if blocked:
+                    break
+                applied += 1
+    finally:
+        if sender is not None:
+            sender.join()
+    if stop is not None and not blocked:
+        raise stop
     return applied, blocked
 
 

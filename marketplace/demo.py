@@ -29,7 +29,7 @@ from utility.lib.timeutil import ensure_utc, interval_floor
 from utility.residents.services import wallet_credit
 
 from .models import BuyerLimit, Contract, Offer
-from .services import bid_place, bilateral_offer, limits_publish, offer_create
+from .services import MarketError, bid_place, bilateral_offer, limits_publish, offer_create
 
 DAYLIGHT_FROM_HOUR = 9  # UTC: the solar curves run 06:00–18:00
 DAYLIGHT_UNTIL_HOUR = 14
@@ -62,7 +62,8 @@ def _owned(grid: Grid, kinds: tuple[str, ...]) -> list[Meter]:
 def market_demo_seed(grid: Grid, now: datetime) -> MarketDemo:
     """Create the demo's auction and bilateral contract (once per grid; a
     second call returns the first ones). Raises ``ValueError`` when the grid
-    lacks two owned producing and two owned consuming meters."""
+    lacks two owned producing and two owned consuming meters, or the market
+    refuses a step (nothing is written then)."""
     now = ensure_utc(now)
     existing = Offer.objects.filter(grid=grid).order_by("pk").first()
     contract = Contract.objects.filter(grid=grid, kind="bilateral").order_by("pk").first()
@@ -71,13 +72,16 @@ def market_demo_seed(grid: Grid, now: datetime) -> MarketDemo:
     sellers, buyers = _owned(grid, ("producer", "prosumer")), _owned(grid, ("consumer",))
     if len(sellers) < 2 or len(buyers) < 2:
         raise ValueError(f"grid {grid.slug} needs two owned producers and two owned consumers for the market demo")
-    for buyer in buyers:
-        wallet_credit(buyer.owner.get_username(), BUYER_COINS_UK, "market demo coins", "demo",
-                      f"market-demo:{grid.slug}:{buyer.owner.pk}", now)  # fmt: skip
     start = _daylight_start(grid, now)
-    with transaction.atomic():
-        offer = _auction(grid, sellers[0], buyers, start, now)
-        contract = _bilateral(grid, sellers[1], buyers[1], start, now)
+    try:
+        with transaction.atomic():
+            for buyer in buyers:
+                wallet_credit(buyer.owner.get_username(), BUYER_COINS_UK, "market demo coins", "demo",
+                              f"market-demo:{grid.slug}:{buyer.owner.pk}", now)  # fmt: skip
+            offer = existing or _auction(grid, sellers[0], buyers, start, now)
+            contract = contract or _bilateral(grid, sellers[1], buyers[1], start, now)
+    except MarketError as exc:  # e.g. a seller's meter was switched off: the demo goes on without a market
+        raise ValueError(f"market demo not seeded on {grid.slug}: {exc}") from exc
     return MarketDemo(offer, contract)
 
 

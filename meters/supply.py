@@ -85,7 +85,7 @@ def _import_totals(meter_ids: list[int], since: datetime, until: datetime) -> li
     if connection.vendor == "postgresql":  # one array parameter, not thousands
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT meter_id, SUM(import_wh), COUNT(*) FROM meters_reading WHERE meter_id = ANY(%s) "
+                "SELECT meter_id, SUM(import_wh)::bigint, COUNT(*) FROM meters_reading WHERE meter_id = ANY(%s) "
                 "AND interval_start >= %s AND interval_start < %s GROUP BY meter_id",
                 [meter_ids, since, until],
             )

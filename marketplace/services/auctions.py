@@ -63,6 +63,8 @@ def offer_create(
         check_int("reserve_price_uk_per_kwh", reserve_price_uk_per_kwh, minimum=1, maximum=MAX_PRICE_UK_PER_KWH)
         if reserve_price_uk_per_kwh < start_price_uk_per_kwh:
             raise MarketError("the reserve price cannot be below the start price")
+    if energy_cost_uk(energy_wh, start_price_uk_per_kwh) < 1:
+        raise MarketError("the offer must be worth at least 1 µk at its start price")
     now = ensure_utc(now)
     check_window(grid, delivery_start, delivery_end, now)
     if not isinstance(ends_at, datetime) or ends_at.tzinfo is None:
@@ -141,6 +143,8 @@ def bid_place(bidder, offer_id: int, buyer_meter: Meter, price_uk_per_kwh: int, 
         if any(bid.bidder_id == bidder.pk and bid.price_uk_per_kwh == price_uk_per_kwh for bid in standing):
             raise MarketError(f"you already bid {price_uk_per_kwh} µk per kWh on this offer")
         amount_uk = energy_cost_uk(offer.energy_wh, price_uk_per_kwh)
+        if amount_uk < 1:  # cannot happen above a valid start price; never a zero hold
+            raise MarketError("a bid must be worth at least 1 µk")
         bid = Bid.objects.create(
             offer=offer, bidder=bidder, buyer_meter=meter, price_uk_per_kwh=price_uk_per_kwh,
             amount_uk=amount_uk, placed_at=now,

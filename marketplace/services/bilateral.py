@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from meters.models import Grid, Meter
 from utility.ledger.services import InsufficientFunds, transaction_post, wallet_ensure
@@ -98,15 +98,19 @@ def limits_publish(
     check_int("max_deposit_uk", max_deposit_uk, maximum=MAX_AMOUNT_UK)
     check_band(v_min_dv, v_max_dv)
     check_int("tolerance_bp", tolerance_bp, maximum=10_000)
-    with transaction.atomic():
-        if BuyerLimit.objects.select_for_update().filter(buyer_meter=meter, active=True).exists():
-            raise MarketError(f"meter {meter.public_id} already has active limits: withdraw them first")
-        return BuyerLimit.objects.create(
-            grid=grid, buyer=buyer, buyer_meter=meter, period_start=period_start, period_end=period_end,
-            max_price_uk_per_kwh=max_price_uk_per_kwh, min_payment_uk=min_payment_uk, max_payment_uk=max_payment_uk,
-            max_deposit_uk=max_deposit_uk, v_min_dv=v_min_dv, v_max_dv=v_max_dv, tolerance_bp=tolerance_bp,
-            created_at=now,
-        )  # fmt: skip
+    taken = MarketError(f"meter {meter.public_id} already has active limits: withdraw them first")
+    if BuyerLimit.objects.filter(buyer_meter=meter, active=True).exists():
+        raise taken
+    try:
+        with transaction.atomic():
+            return BuyerLimit.objects.create(
+                grid=grid, buyer=buyer, buyer_meter=meter, period_start=period_start, period_end=period_end,
+                max_price_uk_per_kwh=max_price_uk_per_kwh, min_payment_uk=min_payment_uk,
+                max_payment_uk=max_payment_uk, max_deposit_uk=max_deposit_uk, v_min_dv=v_min_dv, v_max_dv=v_max_dv,
+                tolerance_bp=tolerance_bp, created_at=now,
+            )  # fmt: skip
+    except IntegrityError:  # published twice at once: the unique active-limits constraint keeps one
+        raise taken from None
 
 
 def limits_withdraw(buyer, limit_id: object, now: datetime) -> BuyerLimit:

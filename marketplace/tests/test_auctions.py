@@ -188,6 +188,7 @@ def test_the_seller_may_cancel_an_open_offer_and_every_bid_returns(market):
         (dict(ends_at=NOW), "future"),
         (dict(delivery_start=hours(0), ends_at=hours(0)), "future"),
         (dict(delivery_end=hours(2) + timedelta(days=40)), "at most"),
+        (dict(energy_wh=1, start_price_uk_per_kwh=499), "at least 1 µk"),  # 0.499 µk
     ],
 )
 def test_bad_offers_are_refused_and_change_nothing(market, changes, message):

@@ -6,6 +6,8 @@ decisions of a whole grid published through it."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import uuid
 
 import pytest
@@ -133,3 +135,126 @@ def test_a_whole_grids_decisions_go_out_on_one_bulk_connection(mosquitto, settin
         decision = json.loads(payload)
         assert (decision["state"], decision["seq"]) == ("disconnect", 1)
         assert signature_valid(issued[topic.split("/")[3]].secret, decision)
+
+
+# -- a scripted broker: the protocol corners Mosquitto will not show on demand --------------------
+
+
+class ScriptedBroker(threading.Thread):
+    """Accepts one connection, answers CONNECT with ``connack`` (reason code,
+    Receive Maximum), then PUBACKs each PUBLISH with the reason code
+    ``codes`` gives its position (default success), closing the connection
+    instead at position ``close_at``. Records the most PUBLISHes it ever held
+    unacknowledged."""
+
+    def __init__(self, *, reason: int = 0, receive_maximum: int = 3, codes=None, close_at: int | None = None):
+        super().__init__(daemon=True)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.reason, self.receive_maximum = reason, receive_maximum
+        self.codes, self.close_at = codes or {}, close_at
+        self.most_unacked = 0
+        self.published: list[tuple[str, bytes, bool]] = []
+
+    def endpoint(self):
+        return mqtt_url_parse(f"mqtt://backend:pw@127.0.0.1:{self.port}")
+
+    def run(self) -> None:
+        sock, _ = self.server.accept()
+        buffer = b""
+        with sock:
+            buffer = self._read_packet(sock, buffer)[1]  # CONNECT
+            props = b"\x21" + self.receive_maximum.to_bytes(2, "big")
+            sock.sendall(b"\x20" + varint(3 + len(props)) + bytes([0, self.reason]) + varint(len(props)) + props)
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    return
+                buffer += data
+                batch = []
+                while True:
+                    parsed = self._parse(buffer)
+                    if parsed is None:
+                        break
+                    (kind, flags, body), buffer = parsed
+                    if kind == 3:
+                        batch.append((flags, body))
+                self.most_unacked = max(self.most_unacked, len(batch))
+                for flags, body in batch:
+                    topic_len = int.from_bytes(body[:2], "big")
+                    topic, packet_id = body[2 : 2 + topic_len].decode(), body[2 + topic_len : 4 + topic_len]
+                    payload = body[5 + topic_len :]
+                    position = len(self.published)
+                    self.published.append((topic, payload, bool(flags & 1)))
+                    if position == self.close_at:
+                        return
+                    code = self.codes.get(position, 0)
+                    sock.sendall(b"\x40\x02" + packet_id if code == 0 else b"\x40\x03" + packet_id + bytes([code]))
+
+    def _read_packet(self, sock, buffer):
+        while (parsed := self._parse(buffer)) is None:
+            buffer += sock.recv(1 << 16)
+        return parsed
+
+    @staticmethod
+    def _parse(buffer: bytes):
+        if len(buffer) < 2:
+            return None
+        length, multiplier, index = 0, 1, 1
+        while True:
+            if index >= len(buffer):
+                return None
+            length += (buffer[index] & 0x7F) * multiplier
+            multiplier *= 128
+            index += 1
+            if not buffer[index - 1] & 0x80:
+                break
+        if len(buffer) < index + length:
+            return None
+        return (buffer[0] >> 4, buffer[0] & 0x0F, buffer[index : index + length]), buffer[index + length :]
+
+
+def _messages(count: int) -> list[tuple[str, bytes]]:
+    return [(f"t/{i}", f"m{i}".encode()) for i in range(count)]
+
+
+def test_never_more_in_flight_than_the_brokers_receive_maximum():
+    broker = ScriptedBroker(receive_maximum=3)
+    broker.start()
+    assert mqtt_publish_bulk(_messages(20), broker.endpoint(), window=1000) == [True] * 20
+    broker.join(5)
+    assert broker.most_unacked <= 3
+    assert broker.published == [(topic, payload, True) for topic, payload in _messages(20)]  # in order, retained
+
+
+def test_a_failure_reason_code_marks_only_that_message():
+    broker = ScriptedBroker(codes={1: 0x87, 3: 0x10})  # 0x10 "no matching subscribers" is a success
+    broker.start()
+    assert mqtt_publish_bulk(_messages(5), broker.endpoint(), retain=False) == [True, False, True, True, True]
+    broker.join(5)
+    assert {retained for *_, retained in broker.published} == {False}
+
+
+def test_a_connection_lost_midway_leaves_the_rest_unconfirmed():
+    broker = ScriptedBroker(receive_maximum=2, close_at=4)
+    broker.start()
+    confirmed = mqtt_publish_bulk(_messages(10), broker.endpoint(), timeout_s=5)
+    assert confirmed[:4] == [True] * 4
+    assert confirmed[4:] == [False] * 6
+
+
+def test_a_silent_broker_times_out_without_guessing():
+    server = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        endpoint = mqtt_url_parse(f"mqtt://u:p@127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(MqttPublishError, match="no CONNACK"):
+            mqtt_publish_bulk(_messages(1), endpoint, timeout_s=0.5)
+    finally:
+        server.close()
+
+
+def test_a_login_refused_by_the_broker_raises():
+    broker = ScriptedBroker(reason=0x86)  # bad user name or password
+    broker.start()
+    with pytest.raises(MqttPublishError, match="refused the login: reason code 134"):
+        mqtt_publish_bulk(_messages(1), broker.endpoint())

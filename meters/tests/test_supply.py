@@ -377,6 +377,9 @@ def test_forecast_and_the_operators_list_of_meters_running_out():
     )  # fmt: skip
     assert (forecast[danny.pk].avg_cost_uk, forecast[danny.pk].intervals_left) == (1_500_000, 67)
     assert forecast[idle.pk].hours_left is None and forecast[angel.pk].hours_left is None
+    # Integers on the money path (PostgreSQL's SUM is numeric: it must not leak out as Decimal).
+    assert {type(f.avg_cost_uk) for f in forecast.values()} == {int}
+    assert {type(f.balance_uk) for f in forecast.values()} == {int}
 
     soon = meters_running_out(grid, 24, now=now)
     assert [(f.public_id, f.seconds_left) for f in soon] == [("erin", 0), ("carlos", 3 * 3600)]

@@ -49,6 +49,8 @@ def hours_left(hours: int | None) -> str:
     """Whole hours a balance lasts, readably; None: it never runs out."""
     if hours is None:
         return "no recent use"
+    if hours <= 0:
+        return "less than an hour"
     if hours >= 48:
         return f"about {hours // 24} days"
     return f"about {hours} h"

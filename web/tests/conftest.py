@@ -23,7 +23,7 @@ from utility.residents.services import wallet_credit
 
 NOW = T0 + 3 * HOUR + timedelta(minutes=30)
 K = 1_000_000
-PASSWORD = "a-long-test-password-42"  # noqa: S105
+PASSWORD = "a-long-test-password-42"
 
 
 @dataclass

@@ -117,7 +117,9 @@ def test_grid_rules_change_is_recorded_and_bad_rules_refused(admin_client, town)
     }
     assert admin_client.post(url, form).status_code == 302
     assert Grid.objects.get(pk=grid.pk).tariff_uk_per_kwh == 1_500_000
-    assert OperatorAction.objects.get(action="grid_rules_change").detail == {"tariff_uk_per_kwh": [1_000_000, 1_500_000]}
+    assert OperatorAction.objects.get(action="grid_rules_change").detail == {
+        "tariff_uk_per_kwh": [1_000_000, 1_500_000]
+    }
     bad = admin_client.post(url, {**form, "fee_bp": 20_000})
     assert bad.status_code == 200 and "cannot exceed 10000" in bad.content.decode()
     assert Grid.objects.get(pk=grid.pk).fee_bp == grid.fee_bp

@@ -13,7 +13,7 @@ from meters.models import Meter, MeterDecision
 from utility.audit.models import OperatorAction
 from utility.ledger.models import Account, Entry, Transaction
 
-from .conftest import K, PASSWORD
+from .conftest import PASSWORD, K
 
 pytestmark = pytest.mark.django_db
 
@@ -150,9 +150,7 @@ def test_bad_funding_is_refused_clearly_and_moves_nothing(town, body, status, fi
 
 def test_malformed_json_is_a_clear_400(town):
     client = as_user(town.bob)
-    response = client.post(
-        reverse("api:meter_fund", args=["SL-1"]), data="{not json", content_type="application/json"
-    )
+    response = client.post(reverse("api:meter_fund", args=["SL-1"]), data="{not json", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "parse_error"
 
@@ -162,7 +160,9 @@ def test_topup_opens_a_checkout_and_lists(town):
     response = client.post(reverse("api:topups"), {"amount_cents": 1000}, format="json")
     assert response.status_code == 201
     body = response.json()
-    assert body["coins_uk"] == 10 * K and body["status"] == "open" and "/payments/fake/checkout/" in body["checkout_url"]
+    assert (
+        body["coins_uk"] == 10 * K and body["status"] == "open" and "/payments/fake/checkout/" in body["checkout_url"]
+    )
     assert client.get(reverse("api:topup", args=[body["id"]])).status_code == 200
     assert as_user(town.bob).get(reverse("api:topup", args=[body["id"]])).status_code == 404
     too_small = client.post(reverse("api:topups"), {"amount_cents": 5}, format="json")
@@ -211,7 +211,9 @@ def test_operator_forces_a_disconnect_with_a_reason_and_releases(town):
     no_reason = client.post(reverse("api:ops_meter_force", args=["B-HOME"]), {"state": "disconnect"}, format="json")
     assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]["fields"]
     forced = client.post(
-        reverse("api:ops_meter_force", args=["B-HOME"]), {"state": "disconnect", "reason": "tamper check"}, format="json"
+        reverse("api:ops_meter_force", args=["B-HOME"]),
+        {"state": "disconnect", "reason": "tamper check"},
+        format="json",
     )
     assert forced.status_code == 201 and forced.json()["issued_by"] == "op"
     assert Meter.objects.get(pk=town.b_home.pk).supply_state == "disconnect"
@@ -278,3 +280,52 @@ def test_docs_and_schema_load_with_local_assets(client, db):
     docs = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower() and "https://" not in docs
+
+
+WRITES = [
+    ("post", "api:meter_fund", ["SL-1"], "bob"),
+    ("post", "api:topups", [], "bob"),
+    ("post", "api:withdrawals", [], "bob"),
+    ("patch", "api:ops_grid", ["town"], "op"),
+    ("post", "api:ops_meters", [], "op"),
+    ("patch", "api:ops_meter", ["B-HOME"], "op"),
+    ("post", "api:ops_meter_force", ["B-HOME"], "op"),
+    ("post", "api:ops_meter_release", ["B-HOME"], "op"),
+    ("post", "api:token", [], None),
+]
+
+
+def everything() -> tuple:
+    from utility.payments.models import TopUp, Withdrawal
+
+    return (
+        books(),
+        list(Meter.objects.order_by("pk").values_list("public_id", "label", "never_disconnect", "supply_state")),
+        OperatorAction.objects.count(),
+        MeterDecision.objects.count(),
+        TopUp.objects.count(),
+        Withdrawal.objects.count(),
+    )
+
+
+@pytest.mark.parametrize(("method", "name", "args", "who"), WRITES)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"amount_uk": "lots", "amount_cents": [], "state": "sideways", "fee_bp": -1, "grid": 7, "public_id": "",
+         "kind": None, "reason": "", "never_disconnect": "perhaps", "username": "", "request_id": ""},
+        "not json at all",
+    ],
+)  # fmt: skip
+def test_every_write_refuses_bad_input_clearly_and_changes_nothing(town, method, name, args, who, payload):
+    users = {"bob": town.bob, "op": town.operator}
+    client = as_user(users[who]) if who else APIClient()
+    before = everything()
+    if isinstance(payload, str):
+        response = getattr(client, method)(reverse(name, args=args), data=payload, content_type="application/json")
+    else:
+        response = getattr(client, method)(reverse(name, args=args), payload, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["status"] == 400 and error["message"] and error["code"] in ("invalid", "parse_error", "refused")
+    assert everything() == before

@@ -97,7 +97,9 @@ def test_admin_login_and_the_token_endpoint_share_the_limit(client, alice, setti
         login(client, password="wrong", path=reverse("admin:login"))
     admin_page = login(client, path=reverse("admin:login"))
     assert "Too many failed log-ins" in admin_page.content.decode()
-    token = client.post(reverse("api:token"), {"username": "alice", "password": PASSWORD}, content_type="application/json")
+    token = client.post(
+        reverse("api:token"), {"username": "alice", "password": PASSWORD}, content_type="application/json"
+    )
     assert token.status_code == 429
     assert token.json()["error"]["code"] == "login_locked"
 

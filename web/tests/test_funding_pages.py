@@ -84,7 +84,10 @@ def test_fund_someone_elses_private_meter_by_its_exact_id(client, town):
         ({"meter": "SL-1", "amount": "Infinity"}, "is not an amount of coins"),
         ({"meter": "NOPE", "amount": "1"}, "No meter has the id “NOPE”."),
         ({"meter": "", "amount": "1"}, "This field is required."),
-        ({"meter": "SL-1", "amount": "51", "request_id": "6d3c3b5a9f0e4e2c8d1b2a3c4d5e6f70"}, "Your wallet holds 50.000000 k"),
+        (
+            {"meter": "SL-1", "amount": "51", "request_id": "6d3c3b5a9f0e4e2c8d1b2a3c4d5e6f70"},
+            "Your wallet holds 50.000000 k",
+        ),
         ({"meter": "SL-1", "amount": "1", "request_id": "not-a-uuid"}, "This form is out of date"),
     ],
 )

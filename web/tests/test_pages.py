@@ -58,7 +58,9 @@ def test_meter_page_lists_intervals_with_fee_share_and_loss(client, town):
     assert response.status_code == 200
     rows = response.context["rows"]
     assert [row.interval_start.hour for row in rows] == [2, 1, 0]
-    line = SettlementLine.objects.select_related("run").get(meter=town.a_home, run__interval_start=rows[0].interval_start)
+    line = SettlementLine.objects.select_related("run").get(
+        meter=town.a_home, run__interval_start=rows[0].interval_start
+    )
     run = line.run
     expected = fee_share_uk(
         debit_uk=line.debit_uk, export_wh=0, fee_uk=run.fee_uk, pool_uk=run.pool_uk, run_export_wh=run.export_wh
@@ -73,8 +75,13 @@ def test_meter_page_lists_intervals_with_fee_share_and_loss(client, town):
 def test_producer_fee_share_is_what_the_fee_cut_from_earnings(town):
     line = SettlementLine.objects.select_related("run").filter(meter=town.a_roof).first()
     assert line.credit_uk + line.run.fee_uk == line.run.pool_uk  # the only producer
-    share = fee_share_uk(debit_uk=0, export_wh=line.export_wh, fee_uk=line.run.fee_uk, pool_uk=line.run.pool_uk,
-                         run_export_wh=line.run.export_wh)  # fmt: skip
+    share = fee_share_uk(
+        debit_uk=0,
+        export_wh=line.export_wh,
+        fee_uk=line.run.fee_uk,
+        pool_uk=line.run.pool_uk,
+        run_export_wh=line.run.export_wh,
+    )
     assert share == line.run.fee_uk
 
 

@@ -14,7 +14,7 @@ from utility.payments.services import connect_onboarding_url, topup_create, with
 from utility.residents.services import wallet_credit
 from web.apis import urls as api_urls
 
-from .conftest import K, NOW, town_build
+from .conftest import NOW, K, town_build
 
 ANON, A, B, OP = "anonymous", "A", "B", "operator"
 WHO = (ANON, A, B, OP)
@@ -113,7 +113,7 @@ A_PRIVATE = ("Alice's house", "alice", "-3300000")
 
 
 def test_every_route_for_everyone(world):
-    town, values, clients = world
+    _town, values, clients = world
     failures = []
     for name, method, args, body, expected in MATRIX:
         for who in WHO:

@@ -51,7 +51,10 @@ def wsgi_calls(web_settings):
 @pytest.fixture
 def tokens(db, wsgi_calls):
     town = town_build()
-    return {who: Token.objects.create(user=user).key for who, user in (("resident", town.alice), ("operator", town.operator))}
+    return {
+        who: Token.objects.create(user=user).key
+        for who, user in (("resident", town.alice), ("operator", town.operator))
+    }
 
 
 @schema.parametrize()

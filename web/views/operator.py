@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from contracts.selectors import mirror_status
+from meters.metrics import ingest_stats
 from meters.reports import grid_for_slug, grids_list, ingest_health
 from meters.supply import meters_running_out
 from settlement.reports import runs_stuck, runs_with_alerts
@@ -29,6 +30,7 @@ def operator_page(request: HttpRequest) -> HttpResponse:
     context = {
         "now": now,
         "ingest": ingest_health(now),
+        "ingest_totals": ingest_stats(now),
         "alerts": list(runs_with_alerts(now - ALERT_WINDOW)[:50]),
         "running_out": [(grid, meters_running_out(grid, 24, now=now)[:50]) for grid in grids],
         "stuck_runs": runs_stuck(now),
