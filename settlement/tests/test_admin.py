@@ -142,9 +142,12 @@ def test_bad_grid_rules_in_the_admin_are_refused_and_change_nothing(operator_cli
     )
 
 
-def test_grids_and_meters_are_created_by_the_cli_not_the_admin(operator_client):
+def test_grids_come_from_the_cli_and_meters_from_the_registration_page(operator_client):
     assert operator_client.get(reverse("admin:meters_grid_add")).status_code == 403
-    assert operator_client.get(reverse("admin:meters_meter_add")).status_code == 403
+    # Meters are registered through the page that shows their secret once.
+    response = operator_client.get(reverse("admin:meters_meter_add"))
+    assert response.status_code == 302
+    assert response["Location"].endswith("/admin/meters/meter/register/")
 
 
 def test_a_meters_secret_never_shows_in_the_admin(operator_client):
