@@ -93,6 +93,7 @@ class ScenarioResult:
     decide_s: float = 0.0
     cpu_s: float = 0.0  # CPU of the benchmark, its PostgreSQL backend and Mosquitto during both
     settle_cpu_s: float = 0.0  # the same during the settlement alone
+    decide_cpu_by: dict[str, float] = field(default_factory=dict)  # decisions' CPU per process
     load: str = "?"  # the machine's load average when it started
     decisions: int = 0
     reasons: Counter = field(default_factory=Counter)
@@ -267,6 +268,7 @@ def run_scenario(
         closed = settlement_close(grid.pk, START, NOW)
         result.settle_s = time.perf_counter() - started
     result.settle_cpu_s = cpu_seconds(pids) - cpu_before
+    per_process = [cpu_seconds([pid]) for pid in pids]
     if not closed.settled_now or closed.run.meter_count != size:
         raise SystemExit(f"settlement of {size:,} meters did not settle them all: {closed}")
     restore = _instrument(result.steps)
@@ -279,6 +281,8 @@ def run_scenario(
     finally:
         restore()
     result.cpu_s = cpu_seconds(pids) - cpu_before
+    used = [cpu_seconds([pid]) - before for pid, before in zip(pids, per_process, strict=True)]
+    result.decide_cpu_by = dict(zip(("Python", "PostgreSQL", "Mosquitto"), used, strict=True))
     return result, grid, meter_secrets
 
 
@@ -388,6 +392,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", default=DEFAULT_DB, help="database to drop, create and use (default: %(default)s)")
     parser.add_argument("--results", type=Path, default=None, help="also write the tables as markdown to this file")
     parser.add_argument("--target-s", type=float, default=10.0, help="settlement + decisions target (default: 10)")
+    parser.add_argument(
+        "--fillfactor", type=int, default=None, metavar="PCT",
+        help="try a schema change: leave this much of each page of meters_meter and meters_meterdecision "
+        "filled, so the hourly updates of decision_seq/supply_state/published stay HOT (default: as migrated)",
+    )  # fmt: skip
     return parser
 
 
@@ -401,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_database_create(args.db)
     from django.conf import settings
     from django.db import connection
+
+    if args.fillfactor is not None:
+        with connection.cursor() as cursor:
+            for table in ("meters_meter", "meters_meterdecision"):
+                cursor.execute(f"ALTER TABLE {table} SET (fillfactor = {int(args.fillfactor)})")
 
     from meters.mqtt import publishers_close
     from meters.tests.mosquitto import MosquittoProcess
@@ -455,12 +469,14 @@ def _report(results: list[ScenarioResult], rates: tuple[float, float], machine: 
     print("\nmeters_decide, seconds per step")
     table_print(("step", *(r.scenario for r in results)), step_rows)
     for r in results:
-        print(f"{r.scenario}: reasons {dict(r.reasons)}")
+        cpu = ", ".join(f"{name} {fmt_s(seconds)}" for name, seconds in r.decide_cpu_by.items())
+        print(f"{r.scenario}: reasons {dict(r.reasons)}; CPU s of decide+publish: {cpu}")
     print(f"machine: {machine}")
     if args.results is not None:
         text = (
             "# Decisions benchmark\n\n"
-            f"`python -m bench.decisions --meters {args.meters} --history {args.history}` — "
+            f"`python -m bench.decisions --meters {args.meters} --history {args.history}"
+            f"{'' if args.fillfactor is None else f' --fillfactor {args.fillfactor}'}` — "
             f"{dt.date.today().isoformat()}, {machine}.\n\n"
             "One hour of 100,000 meters (10 % producers) is settled (`settlement_close`), then `meters_decide` "
             "runs for every meter the run touched: the recent average over 24 hours of readings, the meters "

@@ -183,12 +183,16 @@ def _decide_locked(ids: list[int], decide: Decide, stamp: str) -> list[_Signed]:
     return signed
 
 
+_STATES = frozenset(DecisionState.values)
+_DISCONNECT = DecisionState.DISCONNECT.value
+
+
 def _check(snapshot: MeterSnapshot, state: str, reason: str) -> None:
-    if state not in DecisionState.values:
+    if state not in _STATES:
         raise ValueError(f"state must be one of {', '.join(DecisionState.values)}, got {state!r}")
     if not isinstance(reason, str) or not REASON_RE.match(reason):
         raise ValueError(f"reason must be a code of a-z, 0-9 and _ (max 60), got {reason!r}")
-    if state == DecisionState.DISCONNECT and snapshot.never_disconnect:
+    if state == _DISCONNECT and snapshot.never_disconnect:
         raise ValueError(f"meter {snapshot.public_id} is marked never_disconnect")
     if type(snapshot.balance_uk) is not int:
         raise ValueError(f"balance of meter {snapshot.public_id} is not an integer: {snapshot.balance_uk!r}")

@@ -139,7 +139,9 @@ def readings_record(messages: Sequence[InboundMessage]) -> list[Outcome]:
                 _readings_insert(messages, decision.rows)
         except IntegrityError:
             # An interval the meter's progress did not know about is already
-            # stored (written by another path): look up every interval and decide again.
+            # stored (written by another path): look up every interval and decide
+            # again. The meters are locked, so only a writer that bypasses the
+            # locks can collide once more; that raises and the caller retries.
             decision = _decide(messages, verified, thorough=True)
             _readings_insert(messages, decision.rows)
         for index, outcome in decision.outcomes.items():

@@ -88,7 +88,9 @@ class Meter(models.Model):
 class Reading(models.Model):
     """One meter's energy for one interval ``[interval_start, +interval_s)``."""
 
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="readings")
+    # Covered by one_reading_per_meter_interval (meter, interval_start), which
+    # also serves "latest readings of a meter" scanned backwards.
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="readings", db_index=False)
     interval_start = models.DateTimeField()
     import_wh = models.BigIntegerField(validators=[MinValueValidator(0)])
     export_wh = models.BigIntegerField(validators=[MinValueValidator(0)])
@@ -114,7 +116,6 @@ class Reading(models.Model):
             models.Index(
                 fields=["interval_start"], condition=models.Q(settled_in__isnull=True), name="reading_unsettled"
             ),
-            models.Index(fields=["meter", "-interval_start"], name="reading_meter_recent"),
         ]
 
     def __str__(self) -> str:

@@ -38,6 +38,7 @@ from .prepaid import (
 
 RECENT_INTERVALS = 24  # "recent average use" looks back this many intervals
 LOW_INTERVALS = 24  # warn when fewer intervals than this are left
+_PRODUCER = MeterKind.PRODUCER.value  # a plain str: compared 100,000 times per settlement
 
 
 class SupplyError(ValueError):
@@ -171,7 +172,7 @@ def _inputs(meter: MeterSnapshot, avg_cost_uk: int, *, held: bool | None = None)
         credit_limit_uk=meter.credit_limit_uk,
         avg_cost_uk=avg_cost_uk,
         current_state=meter.supply_state,
-        exempt=meter.never_disconnect or meter.kind == MeterKind.PRODUCER,
+        exempt=meter.never_disconnect or meter.kind == _PRODUCER,
         low_intervals=LOW_INTERVALS,
         warned=meter.last_reason == REASON_LOW,
         held=meter.last_reason == REASON_OPERATOR if held is None else held,

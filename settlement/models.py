@@ -47,8 +47,9 @@ class SettlementRun(models.Model):
 class SettlementLine(models.Model):
     """One meter's share of a run: what it imported and paid, exported and earned."""
 
-    run = models.ForeignKey(SettlementRun, on_delete=models.PROTECT, related_name="lines")
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="settlement_lines")
+    # Covered by one_line_per_run_meter (run, meter) and line_meter_run (meter, run).
+    run = models.ForeignKey(SettlementRun, on_delete=models.PROTECT, related_name="lines", db_index=False)
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="settlement_lines", db_index=False)
     import_wh = models.BigIntegerField()
     export_wh = models.BigIntegerField()
     debit_uk = models.BigIntegerField()

@@ -296,6 +296,8 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "commonwatt"}
     )
 }
+# Sessions read from the cache, written through to the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 LOGIN_FAILURES_MAX = env_int("LOGIN_FAILURES_MAX", 5)  # per username and address...
 LOGIN_FAILURES_PER_ADDRESS_MAX = env_int("LOGIN_FAILURES_PER_ADDRESS_MAX", 30)  # ...and per address
 LOGIN_LOCKOUT_S = env_int("LOGIN_LOCKOUT_S", 900)

@@ -113,7 +113,7 @@ def interval_rows(meter: Meter, readings: list, until: datetime | None) -> list[
     get a row of their own. ``until`` is the window's exclusive end (None: the
     first page, open-ended)."""
     if not readings:
-        lines = line_rows(list(meter_lines(meter.pk)[:48]))
+        lines = line_rows(list(meter_lines(meter.pk)[:24]))
         return [IntervalRow(ln.interval_start, None, None, False, None, ln) for ln in lines]
     since = readings[-1].interval_start
     lines = {ln.interval_start: ln for ln in line_rows(list(meter_lines(meter.pk, since=since, until=until)))}

@@ -5,11 +5,14 @@ credentials."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -214,3 +217,109 @@ def test_sigkill_in_the_middle_of_5000_readings_loses_nothing_and_stores_each_on
     assert RejectedReading.objects.count() == 0
     assert IngestCounter.objects.get(status="accepted", reason="").count == total
     assert survivor.terminate() == 0
+
+
+class TcpProxy:
+    """A TCP relay to PostgreSQL that a test can cut and restore: the database
+    "goes away" for the ingest only."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.sockets: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+
+    def start(self) -> TcpProxy:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.port = self.listener.getsockname()[1]
+        self.listener.listen()
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Refuse new connections and break the open ones."""
+        assert self.listener is not None
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.sockets.clear()
+
+
+def _one_reading(mosquitto, grid_slug: str, meter_id: str):
+    first = recent_hours(4)
+    grid = grid_make(grid_slug, now=first)
+    issued = meter_issue(grid, meter_id)
+    mosquitto.sync_credentials()
+    return issued, MeterStream(grid_slug, meter_id, issued.secret, first)
+
+
+def test_database_outage_holds_the_acks_and_loses_nothing(mosquitto, ingest, monkeypatch):
+    issued, stream = _one_reading(mosquitto, "dbout", "dbout-1")
+    db = settings.DATABASES["default"]
+    proxy = TcpProxy(int(db["PORT"] or 5432)).start()
+    url = database_url_of_tests().replace(f":{db['PORT'] or 5432}/", f":{proxy.port}/")
+    monkeypatch.setattr(sys.modules[__name__], "database_url_of_tests", lambda: url)
+    process = ingest()
+
+    with MqttProbe(mosquitto, "dbout-1", issued.secret, timeout_s=30) as meter:
+        assert meter.connect() == 0
+        assert meter.subscribe(topic_ack("dbout", "dbout-1")) == [1]
+        assert meter.publish(stream.topic, stream.payload(0)) == 0
+        assert ack_of(meter)["status"] == "accepted"
+        proxy.cut()
+        assert meter.publish(stream.topic, stream.payload(1)) == 0
+        # No commit, so no ack: the ingest backs off and retries the same batch.
+        assert meter.next_message(timeout_s=3) is None
+        assert Reading.objects.count() == 1
+        proxy.start()  # same port
+        late_ack = ack_of(meter)
+
+    assert late_ack == {"seq": 2, "status": "accepted", "reason": None}
+    assert "database unavailable" in process.log()
+    assert list(Reading.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
+
+
+def test_broker_restart_the_ingest_reconnects_and_goes_on(mosquitto, ingest):
+    issued, stream = _one_reading(mosquitto, "brk", "brk-1")
+    process = ingest()
+
+    with MqttProbe(mosquitto, "brk-1", issued.secret, timeout_s=30) as meter:
+        assert meter.connect() == 0
+        assert meter.publish(stream.topic, stream.payload(0)) == 0
+    wait_until(lambda: Reading.objects.count() == 1, 30, "the first reading")
+    mosquitto.restart()
+    wait_until(lambda: process.log().count("subscribed to") >= 2, 60, "the ingest to reconnect")
+    with MqttProbe(mosquitto, "brk-1", issued.secret, timeout_s=30) as meter:
+        assert meter.connect() == 0
+        assert meter.subscribe(topic_ack("brk", "brk-1")) == [1]
+        assert meter.publish(stream.topic, stream.payload(1)) == 0
+        ack = ack_of(meter)
+
+    assert ack == {"seq": 2, "status": "accepted", "reason": None}
+    assert "disconnected from the broker" in process.log()
+    assert Reading.objects.count() == 2

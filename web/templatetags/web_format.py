@@ -54,3 +54,12 @@ def hours_left(hours: int | None) -> str:
     if hours >= 48:
         return f"about {hours // 24} days"
     return f"about {hours} h"
+
+
+@register.filter
+def utc(moment) -> str:
+    """``Thu 1 Jan 14:00``: a UTC datetime the short way (``strftime``: far
+    cheaper than the ``date`` filter in a table of many rows)."""
+    if moment is None:
+        return "–"
+    return f"{moment:%a} {moment.day} {moment:%b %H:%M}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from web.forms import coins_parse
-from web.templatetags.web_format import coins, duration_s, hours_left, kwh, percent_bp
+from web.templatetags.web_format import coins, duration_s, hours_left, kwh, percent_bp, utc
 
 
 def test_filters():
@@ -13,6 +15,7 @@ def test_filters():
     assert duration_s(5400) == "1 h 30 min" and duration_s(59) == "59 s" and duration_s(None) == "–"
     assert hours_left(None) == "no recent use" and hours_left(0) == "less than an hour"
     assert hours_left(5) == "about 5 h" and hours_left(72) == "about 3 days"
+    assert utc(datetime(2026, 1, 1, 14, 0, tzinfo=UTC)) == "Thu 1 Jan 14:00" and utc(None) == "–"
 
 
 def test_coins_parse_is_exact():

@@ -120,9 +120,11 @@ def test_meter_page_paginates_a_long_history(client, town):
     client.force_login(town.alice)
     first = client.get(reverse("web:meter", args=["A-HOME"]))
     second = client.get(reverse("web:meter", args=["A-HOME"]) + "?page=2")
-    assert len(first.context["rows"]) == 48
-    assert [r.interval_start.hour for r in second.context["rows"]][-3:] == [2, 1, 0]
-    assert second.context["rows"][-1].line is not None
+    third = client.get(reverse("web:meter", args=["A-HOME"]) + "?page=3")
+    assert len(first.context["rows"]) == 24 and first.context["page"]["older"] == 2
+    assert len(second.context["rows"]) == 24 and second.context["page"]["newer"] == 1
+    assert [r.interval_start.hour for r in third.context["rows"]][-3:] == [2, 1, 0]
+    assert third.context["rows"][-1].line is not None and third.context["page"]["older"] is None
     assert client.get(reverse("web:meter", args=["A-HOME"]) + "?page=abc").status_code == 200
 
 

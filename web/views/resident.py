@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
@@ -20,7 +19,16 @@ from utility.payments.selectors import coin_price_for, wallet_balance_uk, wallet
 
 from ..presenters import hourly_chart, interval_rows, meter_cards
 
-ROWS_PER_PAGE = 48
+ROWS_PER_PAGE = 24  # a day of hourly intervals
+MAX_PAGE = 100_000
+
+
+def _page_number(text: str | None) -> int:
+    """``?page=`` as a whole number from 1 (anything else: the first page)."""
+    try:
+        return min(MAX_PAGE, max(1, int(text or 1)))
+    except ValueError:
+        return 1
 
 
 @login_required
@@ -54,17 +62,21 @@ def meter_page(request: HttpRequest, public_id: str) -> HttpResponse:
     if not found.full:
         card = meter_cards([meter], now)[0] if found.shows_balance else None
         return render(request, "web/meter_public.html", {"meter": meter, "card": card, "access": found.access})
-    page = Paginator(meter_readings(meter.pk), ROWS_PER_PAGE).get_page(request.GET.get("page"))
-    readings = list(page.object_list)
+    page = _page_number(request.GET.get("page"))
+    # One row more than a page tells whether there is an older page: no
+    # COUNT over a year of readings.
+    offset = (page - 1) * ROWS_PER_PAGE
+    readings = list(meter_readings(meter.pk)[offset : offset + ROWS_PER_PAGE + 1])
+    has_older, readings = len(readings) > ROWS_PER_PAGE, readings[:ROWS_PER_PAGE]
     # The window of this page: up to the interval after the newest row of the
     # page before (the first page is open-ended, for lines without a reading).
     until = None
-    if page.number > 1 and readings:
+    if page > 1 and readings:
         until = readings[0].interval_start + timedelta(seconds=meter.grid.interval_s)
     context = {
         "meter": meter,
         "card": meter_cards([meter], now)[0],
-        "page": page,
+        "page": {"number": page, "newer": page - 1 if page > 1 else None, "older": page + 1 if has_older else None},
         "rows": interval_rows(meter, readings, until),
         "decisions": list(meter_decisions(meter.pk)[:20]),
         "chart": hourly_chart([meter.pk], now),

@@ -88,7 +88,11 @@ class IngestRunner:
         record: Callable[[Sequence[InboundMessage]], list[Outcome]] = readings_record,
     ) -> None:
         self.endpoint, self.options, self.record = endpoint, options, record
-        self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
+        # Bounded: a full inbox blocks the network thread, so TCP pushes back on
+        # the broker. Mosquitto 2.0.11 ignores our Receive Maximum for messages
+        # it queued while we were away, and would otherwise hand a whole
+        # backlog to this process's memory at once.
+        self.inbox: queue.Queue[Received] = queue.Queue(maxsize=self._receive_maximum())
         self.stopping = threading.Event()
         self.epoch = 0
         self.epoch_lock = threading.Lock()
@@ -156,7 +160,14 @@ class IngestRunner:
             topic = bytes(msg._topic).decode("utf-8", "replace")
         # The one clock (utility.clock): the demo's accelerated time, or the wall clock.
         received = InboundMessage(topic, bytes(msg.payload), clock.now())
-        self.inbox.put(Received(received, msg.mid, msg.qos, self.epoch))
+        item = Received(received, msg.mid, msg.qos, self.epoch)
+        while True:
+            try:
+                self.inbox.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self.stopping.is_set():
+                    return  # never acked: the broker delivers it again next session
 
     # -- main thread: batch, record, ack --------------------------------------
 
@@ -264,12 +275,16 @@ class IngestRunner:
 
     def _acknowledge(self, outcomes: list[tuple[Received, Outcome]]) -> None:
         """After the commit: PUBACK each message on the connection it came on,
-        then publish each meter's ack (QoS 1)."""
+        then publish each meter's ack (QoS 1). A message from an earlier
+        connection gets neither: the broker delivers it again, and that copy
+        (a ``duplicate``) is acked. This also keeps acks from piling up in paho
+        while disconnected (paho 2.2 resends every queued one at once on
+        reconnect, past the broker's Receive Maximum)."""
         with self.epoch_lock:
-            for item, _ in outcomes:
-                if item.epoch == self.epoch:
-                    self.client.ack(item.mid, item.qos)
-        for _, outcome in outcomes:
+            current = [(item, outcome) for item, outcome in outcomes if item.epoch == self.epoch]
+            for item, _ in current:
+                self.client.ack(item.mid, item.qos)
+        for _, outcome in current:
             topic = outcome.ack_topic
             if topic:
                 self.client.publish(topic, outcome.ack_payload(), qos=1)

@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0004_account_fillfactor'),
+        ("ledger", "0004_account_fillfactor"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='account',
-            name='kind',
-            field=models.CharField(choices=[('wallet', 'Resident wallet'), ('meter', 'Meter account'), ('pool', 'Grid pool'), ('fee', 'Utility fee account'), ('fiat_issued', 'Fiat issued (coins sold)'), ('payouts_in_flight', 'Payouts in flight'), ('operator_credit', 'Operator-issued credit'), ('market_escrow', 'Market escrow')], max_length=24),
+            model_name="account",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("wallet", "Resident wallet"),
+                    ("meter", "Meter account"),
+                    ("pool", "Grid pool"),
+                    ("fee", "Utility fee account"),
+                    ("fiat_issued", "Fiat issued (coins sold)"),
+                    ("payouts_in_flight", "Payouts in flight"),
+                    ("operator_credit", "Operator-issued credit"),
+                    ("market_escrow", "Market escrow"),
+                ],
+                max_length=24,
+            ),
         ),
     ]
