@@ -50,8 +50,13 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/mypy settlement/domain utility/lib
 
-bench: venv
+# Each prints its figures beside the raw limit it compares against (README table).
+bench: venv node
 	$(BIN)/python -m bench.settlement --sizes 1000,10000,100000
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.decisions
+	$(BIN)/python -m bench.chain --accounts 10000
+	$(BIN)/python -m bench.web
 
 clean:
 	rm -rf $(VENV) var $(foreach d,$(NPM_DIRS),$(d)/node_modules)
