@@ -26,9 +26,10 @@ SEED_PEOPLE = [
     ("angel", "M-ANGEL", "producer", "Angel's solar roof", 0),
     ("bennie", "M-BENNIE", "producer", "Bennie's solar roof", 0),
     ("carlos", "M-CARLOS", "consumer", "Carlos's house", 40),
-    # Danny's meter is funded for about an hour: it is the one the demo sees
-    # disconnected, and funding it in the browser reconnects it.
-    ("danny", "M-DANNY", "consumer", "Danny's house", 1),
+    # Danny's meter starts unfunded: it is the one the demo sees disconnected
+    # (once past the grid's 0.5 k credit), and funding it in the browser
+    # reconnects it.
+    ("danny", "M-DANNY", "consumer", "Danny's house", 0),
 ]
 EXTRA_HOUSEHOLDS = 30
 EXTRA_PRODUCERS = 6
