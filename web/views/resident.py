@@ -40,7 +40,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "frozen": wallet_freeze_reason(request.user),
         "price": coin_price_for(request.user),
         "cards": meter_cards(meters, now),
-        "chart": hourly_chart([m.pk for m in meters], now),
+        "chart": hourly_chart(meters, now),
         "now": now,
     }
     return render(request, "web/dashboard.html", context)
@@ -79,7 +79,7 @@ def meter_page(request: HttpRequest, public_id: str) -> HttpResponse:
         "page": {"number": page, "newer": page - 1 if page > 1 else None, "older": page + 1 if has_older else None},
         "rows": interval_rows(meter, readings, until),
         "decisions": list(meter_decisions(meter.pk)[:20]),
-        "chart": hourly_chart([meter.pk], now),
+        "chart": hourly_chart([meter], now),
     }
     return render(request, "web/meter.html", context)
 
