@@ -195,6 +195,7 @@ def seed(start: datetime) -> None:
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"dashboard": [], "meter": []})
     errors: list[str] = field(default_factory=list)
+    served: int = 0  # every answered request, warm-up included (for CPU per request)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -234,6 +235,7 @@ def user_loop(base, index, session, stop_at, record_from, think, stats, seed_val
             problem = f"{name}: {exc}"
         elapsed = time.perf_counter() - started
         with stats.lock:
+            stats.served += 1
             if problem:
                 stats.errors.append(problem)
             elif started >= record_from:
@@ -248,8 +250,33 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def run_load(base: str, sessions: list, duration: float, warmup: float, think: tuple[float, float] | None) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes used so far (from /proc)."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def server_pids(server: subprocess.Popen, database: str) -> list[int]:
+    """gunicorn's master and workers, and the PostgreSQL backends serving them."""
+    from django.db import connection
+
+    with open(f"/proc/{server.pid}/task/{server.pid}/children") as children:
+        pids = [server.pid, *map(int, children.read().split())]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])
+        return pids + [pid for (pid,) in cursor.fetchall()]
+
+
+def run_load(base: str, sessions: list, duration: float, warmup: float, think: tuple[float, float] | None, cpu) -> dict:
     stats = Stats()
+    cpu_before = cpu()
     begin = time.perf_counter()
     record_from, stop_at = begin + warmup, begin + warmup + duration
     threads = [
@@ -261,7 +288,8 @@ def run_load(base: str, sessions: list, duration: float, warmup: float, think: t
     for thread in threads:
         thread.join(timeout=warmup + duration + 60)
     measured = sum(len(v) for v in stats.latencies.values())
-    return {"stats": stats, "rps": measured / duration}
+    cpu_ms = 1000 * (cpu() - cpu_before) / max(1, stats.served)
+    return {"stats": stats, "rps": measured / duration, "cpu_ms": cpu_ms}
 
 
 def free_port() -> int:
@@ -366,7 +394,12 @@ def main() -> int:
             (f"{args.users} users, no think", None),
         ):
             with step(f"load: {label}"):
-                result = run_load(base, sessions, args.duration, args.warmup, pause)
+                # Server CPU per request (gunicorn + PostgreSQL): what each page costs
+                # whatever else the machine is doing.
+                # Backends opened during the run count whole: they did only this run's work.
+                result = run_load(
+                    base, sessions, args.duration, args.warmup, pause, lambda: cpu_seconds(server_pids(server, args.db))
+                )
             stats = result["stats"]
             if stats.errors:
                 failed = True
@@ -382,6 +415,7 @@ def main() -> int:
                         f"{1000 * percentile(values, 0.99):.0f}",
                         f"{len(values) / args.duration:.1f}",
                         len([e for e in stats.errors if e.startswith(page)]),
+                        "",
                     ]
                 )
             rows.append(
@@ -394,16 +428,20 @@ def main() -> int:
                     "",
                     f"{result['rps']:.1f}",
                     len(stats.errors),
+                    f"{result['cpu_ms']:.1f}",
                 ]
             )
     finally:
         server_stop(server)
-    headers = ["load", "page", "requests", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors"]
+    headers = ["load", "page", "requests", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors", "server CPU ms/req"]
     table_print(headers, rows)
     think_rows = [r for r in rows if "think" in r[0] and "no think" not in r[0] and r[1] != "all"]
     worst_p95 = max(int(r[4]) for r in think_rows)
     verdict = "under" if worst_p95 < 150 else "OVER"
     print(f"p95 with think time: {worst_p95} ms ({verdict} the 150 ms target)")
+    cpu_ms = float(rows[-1][-1])
+    capacity = 1000 * (os.cpu_count() or 1) / cpu_ms
+    print(f"server CPU per request: {cpu_ms:.1f} ms (at most ~{capacity:.0f} pages/s on {os.cpu_count()} idle cores)")
     Path(args.results).write_text(
         "# Web benchmark\n\n"
         f"`python -m bench.web --users {args.users} --duration {args.duration:g} --think {args.think} "
@@ -417,7 +455,11 @@ def main() -> int:
         "with cached assets). Latency is measured by the client.\n\n"
         + table_markdown(headers, rows)
         + f"\n\np95 with think time: **{worst_p95} ms** ({verdict} the 150 ms target). The run without think time "
-        "is saturation: every user asks again at once, so latency there is the queue.\n"
+        "is saturation: every user asks again at once, so latency there is the queue.\n\n"
+        f"Server CPU per request (gunicorn workers and their PostgreSQL backends, from /proc; the load "
+        f"generator's own CPU not counted): **{cpu_ms:.1f} ms**, so this machine's {os.cpu_count()} cores serve "
+        f"at most about {capacity:.0f} pages/s when nothing else runs. Latency depends on what else the "
+        "machine does; this figure does not.\n"
     )
     print(f"results written to {args.results}")
     return 1 if failed else 0

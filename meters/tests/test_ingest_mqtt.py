@@ -323,3 +323,19 @@ def test_broker_restart_the_ingest_reconnects_and_goes_on(mosquitto, ingest):
     assert ack == {"seq": 2, "status": "accepted", "reason": None}
     assert "disconnected from the broker" in process.log()
     assert Reading.objects.count() == 2
+
+
+def test_a_grid_shard_takes_only_its_grids_readings(mosquitto, ingest):
+    north, north_stream = _one_reading(mosquitto, "shard-n", "shard-n-1")
+    south, south_stream = _one_reading(mosquitto, "shard-s", "shard-s-1")
+    process = ingest(None, "--grid", "shard-n")
+
+    for issued, stream in ((south, south_stream), (north, north_stream)):
+        with MqttProbe(mosquitto, issued.meter.public_id, issued.secret, timeout_s=30) as meter:
+            assert meter.connect() == 0
+            assert meter.publish(stream.topic, stream.payload(0)) == 0
+    wait_until(lambda: Reading.objects.filter(meter__public_id="shard-n-1").exists(), 30, "the north reading")
+    time.sleep(1)
+
+    assert not Reading.objects.filter(meter__public_id="shard-s-1").exists()
+    assert "subscribed to grid/shard-n/meters/+/readings" in process.log()

@@ -208,3 +208,21 @@ def test_no_decision_is_made_by_looking(client, town):
     for name, args in [("web:dashboard", []), ("web:meter", ["A-HOME"]), ("web:grid_default", [])]:
         client.get(reverse(name, args=args))
     assert MeterDecision.objects.count() == before
+
+
+def test_the_cached_chart_follows_new_settlements(client, town):
+    from datetime import timedelta
+
+    from meters.tests.factories import HOUR, T0, reading_make
+    from settlement.services import settlement_close
+    from utility import clock
+
+    client.force_login(town.alice)
+    before = client.get(reverse("web:dashboard")).context["chart"]
+    assert sum(before["paid_uk"]) == 3_300_000
+    reading_make(town.a_home, T0 + 3 * HOUR, import_wh=500)
+    later = T0 + 4 * HOUR + timedelta(minutes=30)
+    settlement_close(town.grid.pk, T0 + 3 * HOUR, later)
+    clock.clock_install(lambda: later)
+    after = client.get(reverse("web:dashboard")).context["chart"]
+    assert sum(after["paid_uk"]) == 3_800_000 and sum(after["import_wh"]) == 3_800

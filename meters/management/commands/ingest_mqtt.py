@@ -1,8 +1,10 @@
 """``manage.py ingest_mqtt``: take meter readings from Mosquitto into the database.
 
 The edge only: it connects (paho-mqtt 2, MQTT v5, the backend's credentials
-from ``MQTT_URL``), subscribes with QoS 1 to ``grid/+/meters/+/readings`` and
-hands batches of messages to ``meters.ingest.readings_record``.
+from ``MQTT_URL``), subscribes with QoS 1 to ``grid/+/meters/+/readings`` (or,
+with ``--grid``, to only those grids' readings: one ingest per shard of grids
+scales out while each meter's readings still go through one process, in order)
+and hands batches of messages to ``meters.ingest.readings_record``.
 
 Nothing is lost and nothing is counted twice:
 
@@ -48,7 +50,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from meters.ingest import InboundMessage, Outcome, readings_record
 from meters.mqtt import MqttEndpoint, mqtt_url_parse
 from meters.mqtt_readahead import ReadAheadClient
-from meters.protocol import READINGS_FILTER
+from meters.protocol import READINGS_FILTER, topic_readings
 from utility import clock
 
 logger = logging.getLogger("meters.ingest_mqtt")
@@ -57,8 +59,8 @@ BACKOFF_MAX_S = 30.0
 # Acks to meters in flight at once. paho scans every in-flight message on
 # each PUBACK (``_update_inflight``), so a large window costs more than it gains.
 ACKS_IN_FLIGHT_MAX = 64
-ISOLATE_AFTER_FAILURES = 3
-SWITCH_INTERVAL_S = 0.0005  # a non-database error this often: record messages one by one
+ISOLATE_AFTER_FAILURES = 3  # a batch failing this often without a database error: record it message by message
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,12 @@ class IngestOptions:
     batch_ms: int
     session_expiry_s: int
     log_every: int
+    grids: tuple[str, ...] = ()  # only these grids' readings (one ingest per shard); () = all
+
+    def topic_filters(self) -> list[str]:
+        if not self.grids:
+            return [READINGS_FILTER]
+        return [topic_readings(grid, "+") for grid in self.grids]
 
 
 class IngestRunner:
@@ -126,7 +134,7 @@ class IngestRunner:
             logger.error("broker refused the ingest login: %s (retrying)", reason_code)
             return
         # Our acks to meters may have at most the broker's Receive Maximum in
-        # flight (Mosquitto drops a client that exceeds it: its default is 20).
+        # flight (Mosquitto refuses publishes beyond it; its default is 20).
         # paho 2.2 neither reads it from the CONNACK nor lets the public setter
         # change the limit on an open connection, so set it here, before paho
         # sends anything queued on this connection.
@@ -138,14 +146,14 @@ class IngestRunner:
             self.options.client_id,
             "resumed" if flags.session_present else "new",
         )
-        client.subscribe(READINGS_FILTER, options=SubscribeOptions(qos=1))
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.options.topic_filters()])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        for code in reason_codes:
+        for topic, code in zip(self.options.topic_filters(), reason_codes, strict=False):
             if code.is_failure:
-                logger.error("subscription to %s refused: %s", READINGS_FILTER, code)
+                logger.error("subscription to %s refused: %s", topic, code)
             else:
-                logger.info("subscribed to %s (QoS %s)", READINGS_FILTER, code.value)
+                logger.info("subscribed to %s (QoS %s)", topic, code.value)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self.epoch_lock:
@@ -240,6 +248,8 @@ class IngestRunner:
         failures, delay_s = 0, 0.5
         while True:
             try:
+                if failures >= ISOLATE_AFTER_FAILURES:
+                    return self._record_one_by_one(batch)
                 return list(zip(batch, self.record([item.message for item in batch]), strict=True))
             except (OperationalError, InterfaceError) as exc:
                 logger.warning(
@@ -250,17 +260,19 @@ class IngestRunner:
                 failures += 1
                 logger.exception("recording a batch of %d failed (attempt %d)", len(batch), failures)
                 self._database_reset()
-                if failures >= ISOLATE_AFTER_FAILURES:
-                    return self._record_one_by_one(batch)
             if self.stopping.wait(delay_s):
                 return None
             delay_s = min(BACKOFF_MAX_S, delay_s * 2)
 
     def _record_one_by_one(self, batch: list[Received]) -> list[tuple[Received, Outcome]]:
+        """Each message in its own transaction; a database outage still raises
+        (the whole batch is retried), any other failure leaves that message unacked."""
         done = []
         for item in batch:
             try:
                 done.append((item, self.record([item.message])[0]))
+            except (OperationalError, InterfaceError):
+                raise
             except Exception:
                 logger.exception("message on %s left unacked: %r", item.message.topic, item.message.payload[:200])
                 self._database_reset()
@@ -327,10 +339,21 @@ class Command(BaseCommand):
             help="how long the broker keeps queueing readings for a stopped ingest, s",
         )
         parser.add_argument("--log-every", type=int, default=10_000, help="log the rate every N messages (10000)")
+        parser.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="SLUG",
+            help="take only this grid's readings (repeatable): run one ingest per shard of grids, "
+            "each with its own --client-id; default: every grid",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["batch_size"] < 1 or options["batch_ms"] < 0 or options["log_every"] < 1:
             raise CommandError("--batch-size and --log-every must be at least 1, --batch-ms at least 0")
+        for slug in options["grid"]:
+            if not slug or any(char in slug for char in "/+#\x00"):
+                raise CommandError(f"--grid {slug!r} is not a grid slug")
         try:
             endpoint = mqtt_url_parse(settings.MQTT_URL)
         except ValueError as exc:
@@ -343,6 +366,7 @@ class Command(BaseCommand):
                 batch_ms=options["batch_ms"],
                 session_expiry_s=options["session_expiry_s"],
                 log_every=options["log_every"],
+                grids=tuple(options["grid"]),
             ),
         )
         for signum in (signal.SIGTERM, signal.SIGINT):
