@@ -177,7 +177,9 @@ def test_node_stopped_mid_mirror_then_restarted(mirror, settings, settlements, m
     recorded = MirrorDelivery.objects.get(batch__batch_no=1)
     assert recorded.status == DeliveryStatus.SIGNED and recorded.tx_hash  # recorded before it was sent
     status = mirror_status()
-    assert not status.reachable and status.batches_pending == 3  # batch 0's receipt is not read yet
+    # Batches 1 and 2 wait; batch 0 too unless its receipt was read before the
+    # node died (on anvil that is a race with the stop, so either count is right).
+    assert not status.reachable and status.batches_pending in (2, 3)
     # Settlement goes on while the chain is down: the next one is planned and waits.
     second = settlements.post(SECOND)
     assert tasks.mirror_settlement(second.transaction_id) == 2
