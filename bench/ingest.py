@@ -54,7 +54,7 @@ BENCH_DB = "commonwatt_bench_ingest"
 ROOT = Path(__file__).resolve().parent.parent
 INTERVAL_S = 3600
 TARGET_RATE = 10_000
-INGEST_CPU = "ingest_mqtt (one process)"
+INGEST_CPU = "ingest_mqtt"
 BACKLOG_TARGET = (1_000_000, 120.0)  # readings, seconds
 
 
@@ -196,36 +196,66 @@ def split(items: list, parts: int) -> list[list]:
 
 
 class Ingest:
-    """``manage.py ingest_mqtt`` as a subprocess on the bench database."""
+    """``manage.py ingest_mqtt`` as subprocesses on the bench database: one, or
+    one per shard of grids (``--grid``, its own client id and persistent session)."""
 
-    def __init__(self, broker, database_url: str, workdir: Path, batch_size: int, batch_ms: int) -> None:
-        self.broker, self.database_url, self.log_path = broker, database_url, workdir / "ingest.log"
-        self.batch = ["--batch-size", str(batch_size), "--batch-ms", str(batch_ms), "--log-every", "100000"]
-        self.process: subprocess.Popen | None = None
+    def __init__(self, broker, database_url: str, workdir: Path, args) -> None:
+        self.broker, self.database_url, self.workdir = broker, database_url, workdir
+        self.batch = ["--batch-size", str(args.batch_size), "--batch-ms", str(args.batch_ms), "--log-every", "100000"]
+        self.shards = args.shards
+        self.processes: list[subprocess.Popen] = []
+
+    def _command(self, shard: int) -> list[str]:
+        command = [sys.executable, "manage.py", "ingest_mqtt", *self.batch]
+        if self.shards == 1:
+            return [*command, "--client-id", "bench-ingest"]
+        return [*command, "--client-id", f"bench-ingest-{shard}", "--grid", shard_grid(shard)]
+
+    def _log(self, shard: int) -> Path:
+        return self.workdir / f"ingest-{shard}.log"
 
     def start(self, wait: bool = True) -> float:
-        """Start it; with ``wait``, return once it subscribed. Returns the start time."""
+        """Start every shard; with ``wait``, return once all subscribed. Returns the start time."""
         env = {**os.environ, "DATABASE_URL": self.database_url, "MQTT_URL": self.broker.url, "LOG_LEVEL": "INFO"}
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        offsets = [self._log(n).stat().st_size if self._log(n).exists() else 0 for n in range(self.shards)]
         started = time.time()
-        with open(self.log_path, "ab") as log:
-            command = [sys.executable, "manage.py", "ingest_mqtt", "--client-id", "bench-ingest", *self.batch]
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        while wait and "subscribed to" not in self.log_path.read_text(errors="replace")[offset:]:
-            if self.process.poll() is not None:
-                raise SystemExit(f"ingest_mqtt exited:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.05)
+        for shard in range(self.shards):
+            with open(self._log(shard), "ab") as log:
+                self.processes.append(subprocess.Popen(self._command(shard), cwd=ROOT, env=env, stdout=log, stderr=log))
+        for shard, process in enumerate(self.processes):
+            while wait and "subscribed to" not in self._log(shard).read_text(errors="replace")[offsets[shard] :]:
+                if process.poll() is not None:
+                    raise SystemExit(f"ingest_mqtt exited:\n{self._log(shard).read_text()[-3000:]}")
+                time.sleep(0.05)
         return started
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            if self.process.wait(60) != 0:
-                raise SystemExit(f"ingest_mqtt did not stop cleanly:\n{self.log_path.read_text()[-3000:]}")
-        self.process = None
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for shard, process in enumerate(self.processes):
+            if process.wait(60) != 0:
+                raise SystemExit(f"ingest_mqtt did not stop cleanly:\n{self._log(shard).read_text()[-3000:]}")
+        self.processes = []
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
 
     def rate_lines(self) -> list[str]:
-        return [line for line in self.log_path.read_text(errors="replace").splitlines() if "messages in" in line]
+        return [
+            (f"[shard {shard}] " if self.shards > 1 else "") + line
+            for shard in range(self.shards)
+            for line in self._log(shard).read_text(errors="replace").splitlines()
+            if "messages in" in line
+        ]
+
+
+def shard_grid(shard: int) -> str:
+    return f"bench-{shard}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -255,8 +285,9 @@ class CpuMeter:
         self.ingest, self.broker = ingest, broker
 
     def _sample(self) -> tuple[float, float, dict[int, float]]:
-        assert self.ingest.process is not None and self.broker.process is not None
-        return cpu_seconds(self.ingest.process.pid), cpu_seconds(self.broker.process.pid), postgres_cpu()
+        assert self.broker.process is not None
+        ingest = sum(cpu_seconds(pid) for pid in self.ingest.pids())
+        return ingest, cpu_seconds(self.broker.process.pid), postgres_cpu()
 
     def start(self) -> None:
         self.before = self._sample()
@@ -295,14 +326,20 @@ def wait_accepted(base: int, target: int, label: str, timeout_s: float) -> float
         time.sleep(0.02)
 
 
-def fleet_register(grid_slug: str, count: int, first_start: datetime) -> list[tuple[str, str, str]]:
-    from meters.services import grid_create, meter_add
+def grids_register(shards: int, first_start: datetime) -> list[str]:
+    from meters.services import grid_create
 
-    grid = grid_create(grid_slug, f"Bench {grid_slug}", first_start)
-    return [
-        (grid_slug, issued.meter.public_id, issued.secret)
-        for issued in (meter_add(grid, f"{grid_slug}-{n:04d}", "consumer") for n in range(count))
-    ]
+    return [grid_create(shard_grid(n), f"Bench {n}", first_start).slug for n in range(shards)]
+
+
+def fleet_register(prefix: str, count: int, grids: list[str]) -> list[tuple[str, str, str]]:
+    """``count`` meters named ``<prefix>-NNNN``, spread over ``grids`` in turn."""
+    from meters.models import Grid
+    from meters.services import meter_add
+
+    by_slug = {grid.slug: grid for grid in Grid.objects.filter(slug__in=grids)}
+    issued = [meter_add(by_slug[grids[n % len(grids)]], f"{prefix}-{n:04d}", "consumer") for n in range(count)]
+    return [(item.meter.grid.slug, item.meter.public_id, item.secret) for item in issued]
 
 
 def jobs_for(broker, meters, publishers: int, first_start: datetime, first_index: int, per_meter: int, acks: bool):
@@ -387,6 +424,7 @@ class Figures:
     ingest_lines: tuple[str, ...] = ()
     live_cpu_s: dict[str, float] = field(default_factory=dict)
     backlog_cpu_s: dict[str, float] = field(default_factory=dict)
+    grids: list[str] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -396,7 +434,7 @@ def live(broker, ingest: Ingest, args, figures: Figures) -> None:
     total = per_meter * args.meters
     first_start = _hours_back(per_meter + 2)
     with step(f"register {args.meters} meters (live)"):
-        meters = fleet_register("live", args.meters, first_start)
+        meters = fleet_register("live", args.meters, figures.grids)
         broker.sync_credentials()
     ingest.start()
     jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, not args.no_meter_acks)
@@ -416,7 +454,7 @@ def backlog(broker, ingest: Ingest, args, figures: Figures) -> None:
     total = per_meter * args.meters
     first_start = _hours_back(per_meter + 2)
     with step(f"register {args.meters} meters (backlog)"):
-        meters = fleet_register("backlog", args.meters, first_start)
+        meters = fleet_register("backlog", args.meters, figures.grids)
         broker.sync_credentials()
     ingest.stop()  # its persistent session stays on the broker and queues what follows
     jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, False)
@@ -473,7 +511,7 @@ def report(args, figures: Figures) -> str:
             fmt_rate(figures.raw_copy_per_s),
         ],
         [
-            f"live: {args.meters} meters, {args.publishers} publisher processes"
+            f"live: {args.meters} meters, {args.publishers} publisher processes, {_ingests(args)}"
             + ("" if args.no_meter_acks else ", meters get their acks"),
             f"{figures.live_readings:,}",
             fmt_s(figures.live_s),
@@ -483,7 +521,7 @@ def report(args, figures: Figures) -> str:
     if figures.backlog_readings:
         rows.append(
             [
-                "backlog drain (from process start)",
+                f"backlog drain (from process start), {_ingests(args)}",
                 f"{figures.backlog_readings:,}",
                 fmt_s(figures.backlog_drain_s),
                 fmt_rate(drain_rate),
@@ -515,12 +553,12 @@ def report(args, figures: Figures) -> str:
         )
         ingest_cpu_s = figures.backlog_cpu_s.get(INGEST_CPU, 0.0)
         if ingest_cpu_s:
-            cpu_rate = figures.backlog_readings / ingest_cpu_s
+            cpu_rate = args.shards * figures.backlog_readings / ingest_cpu_s
             lines.append(
-                f"- During the drain the ingest used {ingest_cpu_s:.1f} s of CPU "
+                f"- During the drain {_ingests(args)} used {ingest_cpu_s:.1f} s of CPU "
                 f"({ingest_cpu_s / figures.backlog_readings * 1e6:.0f} µs per reading; Mosquitto "
                 f"{figures.backlog_cpu_s['mosquitto']:.1f} s, PostgreSQL backends "
-                f"{figures.backlog_cpu_s['postgres backends']:.1f} s): with a core of its own it would drain "
+                f"{figures.backlog_cpu_s['postgres backends']:.1f} s): with a core each they would drain "
                 f"{cpu_rate:,.0f} readings/s, 1,000,000 in {BACKLOG_TARGET[0] / cpu_rate:.0f} s "
                 "(a CPU-time bound, not a measurement)."
             )
@@ -538,7 +576,7 @@ def report(args, figures: Figures) -> str:
             table_markdown(["process", "CPU s", "µs per reading"], cpu_rows),
             f"At {total_us:.0f} µs of CPU per reading, {os.cpu_count()} cores allow at most "
             f"{os.cpu_count() * 1e6 / total_us:,.0f} readings/s with meters and backend on the same machine, "
-            f"and one ingest process at most {figures.live_readings / figures.live_cpu_s[INGEST_CPU]:,.0f}/s "
+            f"and each ingest process at most {figures.live_readings / figures.live_cpu_s[INGEST_CPU]:,.0f}/s "
             "on a core of its own.",
         ]
     lines += [
@@ -551,12 +589,17 @@ def report(args, figures: Figures) -> str:
     return "\n".join(lines)
 
 
+def _ingests(args) -> str:
+    return "1 ingest process" if args.shards == 1 else f"{args.shards} ingest processes (one per grid)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--meters", type=int, default=200)
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--backlog", type=int, default=200_000, help="0 skips the backlog test")
+    parser.add_argument("--shards", type=int, default=1, help="grids, and ingest processes (one per grid: --grid)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-ms", type=int, default=50)
     parser.add_argument("--raw-messages", type=int, default=100_000)
@@ -571,12 +614,14 @@ def main(argv: list[str] | None = None) -> int:
     figures = Figures(load_before=os.getloadavg())
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-ingest-"))
     broker = MosquittoProcess(workdir / "mosquitto")
-    ingest = Ingest(broker, database_url, workdir, args.batch_size, args.batch_ms)
+    ingest = Ingest(broker, database_url, workdir, args)
     try:
         with step("start mosquitto"):
             broker.start()
         figures.raw_mqtt_per_s = raw_mqtt(broker, args.raw_messages, args.publishers)
         figures.raw_copy_per_s = raw_copy(args.raw_messages)
+        oldest = _hours_back(max(args.readings, args.backlog) // args.meters + 2)
+        figures.grids = grids_register(args.shards, oldest)
         live(broker, ingest, args, figures)
         if args.backlog:
             backlog(broker, ingest, args, figures)
@@ -585,8 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.ingest_lines = tuple(ingest.rate_lines())
         figures.load_after = os.getloadavg()
     finally:
-        if ingest.process is not None:
-            ingest.process.kill()
+        ingest.kill()
         broker.kill()
     text = report(args, figures)
     if args.append and args.results.exists():

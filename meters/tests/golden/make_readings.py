@@ -15,7 +15,7 @@ T = "grid/golden/meters/golden-1/readings"
 RECEIVED = "2026-01-05T00:02:00Z"
 
 
-def case(name, body, expect, *, secret=SECRET, raw=None, topic=T, note="", tamper=None, sig_ok=True):
+def case(name, body, expect, *, secret=SECRET, raw=None, topic=T, note="", tamper=None):
     payload = dict(body)
     if secret is not None:
         payload["sig"] = sign(secret, body)
