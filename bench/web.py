@@ -384,6 +384,7 @@ def main() -> int:
         seed(datetime(2025, 1, 1, tzinfo=UTC))
     server, base = server_start(database_url, args.workers, args.threads)
     rows, failed = [], False
+    load_before = load_average()
     try:
         # Log every user in first: a log-in hashes a password (PBKDF2, about
         # a second of CPU by design), which is not what is measured here.
@@ -446,7 +447,8 @@ def main() -> int:
         "# Web benchmark\n\n"
         f"`python -m bench.web --users {args.users} --duration {args.duration:g} --think {args.think} "
         f"--workers {args.workers} --threads {args.threads}` on {machine_description()}; "
-        f"load average {load_average()} when it finished (other work on the machine slows every figure).\n\n"
+        f"load average {load_before} before the runs and {load_average()} when they finished (the run without "
+        "think time saturates the machine itself; other work on the machine slows every figure).\n\n"
         f"Data: one resident's house with a year of hourly data ({HOURS:,} readings and settlement lines; "
         f"{HOURS:,} runs of {64 + 3 + NEIGHBOURS} meters), loaded by COPY, the lines computed by the settlement "
         "engine. Server: gunicorn (gthread) on 127.0.0.1, DEBUG off, persistent database connections. "
