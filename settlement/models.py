@@ -48,8 +48,13 @@ class SettlementLine(models.Model):
     """One meter's share of a run: what it imported and paid, exported and earned."""
 
     # Covered by one_line_per_run_meter (run, meter) and line_meter_run (meter, run).
-    run = models.ForeignKey(SettlementRun, on_delete=models.PROTECT, related_name="lines", db_index=False)
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="settlement_lines", db_index=False)
+    # Referential integrity per statement, not per row (migration 0003).
+    run = models.ForeignKey(
+        SettlementRun, on_delete=models.PROTECT, related_name="lines", db_index=False, db_constraint=False
+    )
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="settlement_lines", db_index=False, db_constraint=False
+    )
     import_wh = models.BigIntegerField()
     export_wh = models.BigIntegerField()
     debit_uk = models.BigIntegerField()
