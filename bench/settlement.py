@@ -6,8 +6,9 @@
 For each size it times (a) the pure ``settle_interval`` alone and (b) the full
 ``settlement_close`` on PostgreSQL: claim the readings, settle, post the ledger
 transaction (row locks, COPY of the entries, balance update), write the lines,
-record the run, and commit (where the deferred zero-sum and foreign-key checks
-run). The service runs twice per size: the grid's *first* interval, where
+record the run, and commit (where the deferred zero-sum check runs; the
+foreign keys of entries and lines are checked per statement, inside the
+COPYs). The service runs twice per size: the grid's *first* interval, where
 every meter account row is updated for the first time, and the *next* one, the
 steady state of every later hour (the figure the targets are about). Between
 them the tables are vacuumed and analysed, as autovacuum would in the hour
@@ -193,7 +194,8 @@ def vacuum_analyze() -> None:
 # The steps of settlement_close, timed by wrapping the module-level functions
 # it calls (the service itself carries no timing code). "commit" is the time
 # from the last step to the end of the database transaction: the deferred
-# zero-sum check and the deferred foreign-key checks run there. Indented
+# zero-sum check runs there (the foreign keys of entries and lines are
+# checked per statement, at the end of their COPY). Indented
 # steps run inside "post ledger".
 STEPS = (
     ("settlement.services", "_claim_readings", "claim readings"),
@@ -416,7 +418,8 @@ def _report(results: list[SizeResult], copy, machine: str, args) -> None:
             "`python -m bench.settlement` settles one interval with 10 % producers. *pure*: "
             "`settle_interval` alone. *service*: the full `settlement_close` on PostgreSQL (claim the "
             "readings, settle, one ledger transaction with row locks, COPY of entries and lines, balances, "
-            "commit with the deferred zero-sum and foreign-key checks), in the steady state of every hour "
+            "foreign keys checked per statement, commit with the deferred zero-sum check), in the steady "
+            "state of every hour "
             "after a grid's first; *first interval*: that first one, when every account row is updated for "
             "the first time. *service CPU*: CPU seconds of the benchmark process and its PostgreSQL backend "
             "during the service (steadier than wall time on a shared machine; *load*: the 1-minute load "
