@@ -36,8 +36,15 @@ class GridAdminForm(forms.ModelForm):
         model = Grid
         fields = ("name", *(name for name in GRID_RULE_FIELDS if name != "interval_s"), "currency")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Added after the other rules: a form that leaves it out keeps the grid's value.
+        self.fields["credit_grace_s"].required = False
+
     def clean(self) -> dict:
         cleaned = super().clean()
+        if cleaned.get("credit_grace_s") is None:
+            cleaned["credit_grace_s"] = self.instance.credit_grace_s
         rules = {name: cleaned[name] for name in GRID_RULE_FIELDS if cleaned.get(name) is not None}
         try:
             # The same checks as grid_create (fee_bp <= 10000, ...), as field errors.
@@ -58,6 +65,7 @@ class GridAdmin(admin.ModelAdmin):
         "fee_fixed_uk",
         "fee_bp",
         "credit_limit_uk",
+        "credit_grace_s",
         "settled_through",
     )
     search_fields = ("slug", "name")

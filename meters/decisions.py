@@ -97,11 +97,11 @@ def decision_publish(
             issued_by=issued_by,
             payload=body,
         )
-        Meter.objects.filter(pk=locked.pk).update(decision_seq=seq, supply_state=state)
+        Meter.objects.filter(pk=locked.pk).update(decision_seq=seq, supply_state=state, decision_reason=reason)
         # robust: inside a caller's larger transaction one meter's broker
         # error must not stop the other meters' decisions from going out.
         transaction.on_commit(partial(_send_logged, decision.pk), robust=True)
-    meter.decision_seq, meter.supply_state = seq, state
+    meter.decision_seq, meter.supply_state, meter.decision_reason = seq, state, reason
     return decision
 
 

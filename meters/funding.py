@@ -91,6 +91,6 @@ def meter_fund(resident, meter: Meter, amount_uk: int, request_id: str, *, opera
                 )  # fmt: skip
             # robust: the coins moved; a broker or worker hiccup must not
             # turn that into an error (the next settlement decides again).
-            transaction.on_commit(lambda: decide_meters.delay([meter.pk]), robust=True)
+            transaction.on_commit(lambda: decide_meters.delay([meter.pk], funded=True), robust=True)
         balance_uk = Account.objects.values_list("balance_uk", flat=True).get(pk=fresh[1])
     return Funded(posted.transaction, posted.created, balance_uk, debt_paid_uk)

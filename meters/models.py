@@ -25,6 +25,9 @@ class Grid(models.Model):
     # How far below zero a meter account may go (energy already delivered in an
     # interval cannot be taken back); a positive number of µk of allowed debt.
     credit_limit_uk = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
+    # How long a meter may stay past its credit limit (warned) before it is
+    # disconnected; 0: at once (meters.prepaid).
+    credit_grace_s = models.PositiveIntegerField(default=0, db_default=0)
     loss_alert_bp = models.PositiveIntegerField(default=1_500)
     settlement_grace_s = models.PositiveIntegerField(default=600)
     coin_price_cents = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)])
@@ -79,6 +82,12 @@ class Meter(models.Model):
     # Decisions: the last seq issued, and the state the meter was last told.
     decision_seq = models.BigIntegerField(default=0)
     supply_state = models.CharField(max_length=10, default="connect")
+    # The reason of the decision ``decision_seq`` ("" before the first), kept
+    # here so deciding for a whole grid needs no join with every decision.
+    decision_reason = models.CharField(max_length=60, blank=True, default="", db_default="")
+    # Since when the meter has been seen past its grid's credit limit (None:
+    # it is not): the credit grace runs from here (meters.prepaid).
+    overdrawn_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

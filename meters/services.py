@@ -22,6 +22,7 @@ GRID_RULE_FIELDS = (
     "fee_fixed_uk",
     "fee_bp",
     "credit_limit_uk",
+    "credit_grace_s",
     "loss_alert_bp",
     "settlement_grace_s",
     "coin_price_cents",

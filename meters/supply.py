@@ -19,19 +19,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Q, Sum
 
 from utility.audit.services import operator_action_record
 from utility.lib.money import div_round_half_up
 
 from .decisions import decision_publish
-from .decisions_bulk import CHUNK, MeterSnapshot, decisions_publish_bulk
+from .decisions_bulk import CHUNK, MeterSnapshot, decisions_publish_bulk, meters_snapshot
 from .models import DecisionState, Grid, Meter, MeterDecision, MeterKind, Reading
 from .prepaid import (
+    REASON_EXHAUSTED,
+    REASON_GRACE,
     REASON_LOW,
     REASON_OPERATOR,
+    REASON_PAYMENT_MISSED,
     REASON_RELEASED,
     SupplyInputs,
+    average_needed,
     intervals_left,
     supply_decide,
 )
@@ -75,7 +79,8 @@ def avg_costs_uk(grid: Grid, meter_ids: list[int], now: datetime) -> dict[int, i
     rounded half up once (no intermediate rounding)."""
     since = now - timedelta(seconds=grid.interval_s * RECENT_INTERVALS)
     costs = {}
-    for chunk in _chunked(meter_ids):
+    # PostgreSQL takes the whole list in one statement; SQLite in chunks.
+    for chunk in [meter_ids] if connection.vendor == "postgresql" else _chunked(meter_ids):
         for meter_id, total_wh, count in _import_totals(chunk, since, now):
             costs[meter_id] = div_round_half_up(total_wh * grid.tariff_uk_per_kwh, 1000 * count)
     return costs
@@ -86,8 +91,9 @@ def _import_totals(meter_ids: list[int], since: datetime, until: datetime) -> li
     if connection.vendor == "postgresql":  # one array parameter, not thousands
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT meter_id, SUM(import_wh)::bigint, COUNT(*) FROM meters_reading WHERE meter_id = ANY(%s) "
-                "AND interval_start >= %s AND interval_start < %s GROUP BY meter_id",
+                "SELECT r.meter_id, SUM(r.import_wh)::bigint, COUNT(*) FROM unnest(%s::bigint[]) AS u(id) "
+                "JOIN meters_reading r ON r.meter_id = u.id AND r.interval_start >= %s AND r.interval_start < %s "
+                "GROUP BY r.meter_id",
                 [meter_ids, since, until],
             )
             return cursor.fetchall()
@@ -95,18 +101,6 @@ def _import_totals(meter_ids: list[int], since: datetime, until: datetime) -> li
     return list(readings.values("meter_id").annotate(total=Sum("import_wh"), n=Count("id")).values_list(
         "meter_id", "total", "n"
     ))  # fmt: skip
-
-
-def _grids_of(meter_ids: list[int]) -> dict[int, int]:
-    """Each active meter's grid id."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT id, grid_id FROM meters_meter WHERE id = ANY(%s) AND active", [meter_ids])
-            return dict(cursor.fetchall())
-    grid_of: dict[int, int] = {}
-    for chunk in _chunked(meter_ids):
-        grid_of.update(Meter.objects.filter(pk__in=chunk, active=True).values_list("pk", "grid_id"))
-    return grid_of
 
 
 def _forecast(grid: Grid, row: tuple[int, str, str, int], avg_cost_uk: int) -> MeterForecast:
@@ -146,44 +140,70 @@ def meters_running_out(grid: Grid, within_hours: int = 24, *, now: datetime) -> 
     return sorted(soon, key=lambda f: (f.seconds_left, f.public_id))
 
 
-def meters_decide(meter_ids: list[int], now: datetime, issued_by: str = "system") -> int:
+def meters_decide(meter_ids: list[int], now: datetime, issued_by: str = "system", *, funded: bool = False) -> int:
     """Decide for each meter now and send what is new; returns how many went out.
 
     Runs after every settlement (the run's meters) and every funding (the
-    funded meter). Safe to repeat: an unchanged state sends nothing, a warning
-    is not repeated, and a meter an operator holds is left alone. Decisions are
-    made from the locked meter and its current balance (``decisions_bulk``).
+    funded meter, ``funded=True``: that clears a market cut, see
+    ``meters.prepaid``). Safe to repeat: an unchanged state sends nothing, a
+    warning is not repeated, and a meter an operator holds is left alone.
+    Decisions are made from the locked meter and its current balance
+    (``decisions_bulk``); the recent average is computed only for the meters
+    whose decision can depend on it.
     """
-    grid_of = _grids_of(sorted(set(meter_ids)))
+    snapshots = meters_snapshot(meter_ids)
+    grids = Grid.objects.in_bulk({s.grid_id for s in snapshots})
+    needed: dict[int, list[int]] = defaultdict(list)
+    for snapshot in snapshots:
+        if average_needed(_inputs(snapshot, 0, now, funded=funded)):
+            needed[snapshot.grid_id].append(snapshot.meter_id)
     costs: dict[int, int] = {}
-    for grid in Grid.objects.filter(pk__in=set(grid_of.values())):
-        costs.update(avg_costs_uk(grid, [pk for pk, g in grid_of.items() if g == grid.pk], now))
+    for grid_id, ids in needed.items():
+        costs.update(avg_costs_uk(grids[grid_id], ids, now))
 
     def decide(meter: MeterSnapshot) -> tuple[str, str] | None:
-        decision = supply_decide(_inputs(meter, costs.get(meter.meter_id, 0)))
+        decision = supply_decide(_inputs(meter, costs.get(meter.meter_id, 0), now, funded=funded))
         return None if decision is None else (decision.state, decision.reason)
 
-    return decisions_publish_bulk(list(grid_of), decide, issued_by=issued_by, now=now)
+    return decisions_publish_bulk(meter_ids, decide, issued_by=issued_by, now=now, snapshots=snapshots)
 
 
-def _inputs(meter: MeterSnapshot, avg_cost_uk: int, *, held: bool | None = None) -> SupplyInputs:
+def _inputs(
+    meter: MeterSnapshot, avg_cost_uk: int, now: datetime, *, held: bool | None = None, funded: bool = False
+) -> SupplyInputs:
+    since = meter.overdrawn_since
+    reason = meter.last_reason
     return SupplyInputs(
-        balance_uk=meter.balance_uk,
-        credit_limit_uk=meter.credit_limit_uk,
-        avg_cost_uk=avg_cost_uk,
-        current_state=meter.supply_state,
-        exempt=meter.never_disconnect or meter.kind == _PRODUCER,
-        low_intervals=LOW_INTERVALS,
-        warned=meter.last_reason == REASON_LOW,
-        held=meter.last_reason == REASON_OPERATOR if held is None else held,
+        meter.balance_uk,
+        meter.credit_limit_uk,
+        avg_cost_uk,
+        meter.supply_state,
+        meter.never_disconnect or meter.kind == _PRODUCER,
+        LOW_INTERVALS,
+        reason == REASON_LOW,
+        reason == REASON_OPERATOR if held is None else held,
+        meter.credit_grace_s,
+        None if since is None else max(0, int((now - since).total_seconds())),
+        reason == REASON_GRACE,
+        reason == REASON_PAYMENT_MISSED,
+        funded,
     )
 
 
 def meter_is_held(meter: Meter) -> bool:
-    """True while an operator's forced state stands (its latest decision)."""
+    """True while the market must leave the meter's supply alone: an
+    operator's forced state stands (its latest decision), or the prepaid rules
+    cut it for exhausted funds (it stays cut until a funding covers the
+    reconnect threshold: a contract's deposit does not reconnect it)."""
     return Meter.objects.filter(
-        pk=meter.pk, decisions__seq=F("decision_seq"), decisions__reason=REASON_OPERATOR
+        Q(decision_reason=REASON_OPERATOR) | Q(supply_state=DecisionState.DISCONNECT, decision_reason=REASON_EXHAUSTED),
+        pk=meter.pk,
     ).exists()
+
+
+def meter_is_held_by_operator(meter: Meter) -> bool:
+    """True while an operator's forced state stands (its latest decision)."""
+    return Meter.objects.filter(pk=meter.pk, decision_reason=REASON_OPERATOR).exists()
 
 
 def _check_operator(reason: str, operator: str) -> None:
@@ -236,7 +256,7 @@ def meter_release(meter: Meter, reason: str, operator: str, now: datetime) -> in
     def decide(snapshot: MeterSnapshot) -> tuple[str, str]:
         if snapshot.last_reason != REASON_OPERATOR:
             raise SupplyError(f"meter {snapshot.public_id} is not held by an operator")
-        decision = supply_decide(_inputs(snapshot, costs.get(snapshot.meter_id, 0), held=False))
+        decision = supply_decide(_inputs(snapshot, costs.get(snapshot.meter_id, 0), now, held=False))
         return (snapshot.supply_state, REASON_RELEASED) if decision is None else (decision.state, decision.reason)
 
     with transaction.atomic():

@@ -21,11 +21,11 @@ RETRY = {
 
 
 @shared_task(**RETRY)
-def decide_meters(meter_ids: list[int]) -> int:
-    """Send the decisions these meters need now; returns how many were sent.
-    Safe to run twice: an unchanged state sends nothing and a warning is not
-    repeated."""
-    return meters_decide(meter_ids, clock.now())
+def decide_meters(meter_ids: list[int], funded: bool = False) -> int:
+    """Send the decisions these meters need now (``funded``: after a funding of
+    them); returns how many were sent. Safe to run twice: an unchanged state
+    sends nothing and a warning is not repeated."""
+    return meters_decide(meter_ids, clock.now(), funded=funded)
 
 
 @shared_task(**RETRY)

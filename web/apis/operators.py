@@ -60,6 +60,7 @@ class GridDetailApi(OperatorApi):
         fee_fixed_uk = serializers.IntegerField(required=False, min_value=0, max_value=BIG)
         fee_bp = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
         credit_limit_uk = serializers.IntegerField(required=False, min_value=0, max_value=BIG)
+        credit_grace_s = serializers.IntegerField(required=False, min_value=0, max_value=30 * 86_400)
         loss_alert_bp = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
         settlement_grace_s = serializers.IntegerField(required=False, min_value=0, max_value=7 * 86_400)
         coin_price_cents = serializers.IntegerField(required=False, min_value=1, max_value=10**9)

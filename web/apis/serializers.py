@@ -106,6 +106,7 @@ class GridOut(serializers.Serializer):
     fee_fixed_uk = serializers.IntegerField()
     fee_bp = serializers.IntegerField()
     credit_limit_uk = serializers.IntegerField()
+    credit_grace_s = serializers.IntegerField()
     loss_alert_bp = serializers.IntegerField()
     settlement_grace_s = serializers.IntegerField()
     coin_price_cents = serializers.IntegerField()

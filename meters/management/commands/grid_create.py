@@ -17,6 +17,10 @@ RULE_OPTIONS = {
     "fee_fixed_uk": ("--fee-fixed-uk", "utility fee per interval in µk (default 10000 = 0.01 k)"),
     "fee_bp": ("--fee-bp", "utility fee as basis points of the pool, 0-10000 (default 0)"),
     "credit_limit_uk": ("--credit-limit-uk", "how far below zero a meter account may go, in µk (default 0)"),
+    "credit_grace_s": (
+        "--credit-grace-s",
+        "how long a meter may stay past its credit limit (warned) before it is cut, in s (default 0)",
+    ),
     "loss_alert_bp": ("--loss-alert-bp", "alert when the loss exceeds these basis points (default 1500)"),
     "settlement_grace_s": ("--grace-s", "wait this long after an interval ends before settling it (default 600)"),
     "coin_price_cents": ("--coin-price-cents", "price of one coin in fiat cents (default 100)"),

@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from meters.models import Meter
-from meters.supply import meter_is_held, meters_forecast
+from meters.supply import meter_is_held_by_operator, meters_forecast
 from utility import clock
 from utility.lib.money import format_uk
 from utility.lib.timeutil import format_utc
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             "active": meter.active,
             "balance_uk": forecast.balance_uk,
             "state": forecast.state,
-            "held_by_operator": meter_is_held(meter),
+            "held_by_operator": meter_is_held_by_operator(meter),
             "never_disconnect": meter.never_disconnect,
             "avg_cost_uk_per_interval": forecast.avg_cost_uk,
             "intervals_left": forecast.intervals_left,
