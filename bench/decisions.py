@@ -11,7 +11,8 @@ recent-average query over the last 24 intervals of readings (only for the
 meters whose decision can depend on it), locking the meters that need a message, the pure rules, signing each
 decision with its meter's own secret, storing the decisions (COPY) and, after
 each chunk commits, publishing them retained with QoS 1 to Mosquitto (many in
-flight) and marking them published.
+flight, on a worker thread while the next chunk is decided and stored) and
+marking them published.
 
 Scenarios (10 % of the meters are producers, never cut):
 
@@ -202,8 +203,11 @@ STEPS = (
     ("meters.supply", "meters_snapshot", "read meters (one statement, no locks)"),
     ("meters.decisions_bulk", "_decide_locked", "lock, re-read, decide, sign"),
     ("meters.decisions_bulk", "_store", "store (COPY + UPDATE)"),
-    ("meters.decisions_bulk", "decisions_send_bulk", "publish and mark published"),
-    ("meters.decisions_bulk", "_publish_many", "  broker (QoS 1, in flight)"),
+    # Chunk k-1 is published on a worker thread while chunk k is decided and stored:
+    ("meters.decisions_bulk", "_lock_due", "lock, mark published (previous chunk)"),
+    ("meters.decisions_bulk", "_acked", "wait for the broker"),
+    ("meters.decisions_bulk", "_unclaim", "unmark what the broker refused"),
+    ("meters.decisions_bulk", "_publish_many", "  broker (QoS 1, in flight, overlapped)"),
 )
 
 

@@ -63,10 +63,12 @@ def grid_fleet(
     weather: Weather | None = None,
     progress: Callable[[str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    meter_config: dict | None = None,
 ) -> Fleet:
     """The fleet of ``grid`` on ``clock`` (a ``SimClock``: ``DemoClock.sim``
     in the demo), talking to ``settings.MQTT_URL`` unless ``transports`` says
-    otherwise (each meter logs in with its own id and secret). Run it with
+    otherwise (each meter logs in with its own id and secret); ``meter_config``
+    overrides the firmware's defaults (e.g. ``ack_timeout_s``). Run it with
     ``fleet.run(stop_event)`` in a thread of its own."""
     return Fleet(
         grid.slug,
@@ -79,4 +81,5 @@ def grid_fleet(
         journal_factory=journals,
         progress=progress,
         log=log,
+        meter_config=meter_config,
     )

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -47,6 +48,21 @@ def secret_seal(secret: str, associated: str) -> str:
 def secret_unseal(sealed: str, associated: str) -> str:
     raw = base64.b64decode(sealed)
     return _cipher(_sealing_material()).decrypt(raw[:12], raw[12:], associated.encode()).decode()
+
+
+def secret_unsealer() -> Callable[[str, str], str]:
+    """``secret_unseal`` for many meters: the key is looked up once, here,
+    not per meter (reading the settings and the cipher cache was a third of
+    unsealing 90,000 secrets). Take a new one per batch: it does not see a
+    later change of ``METER_SECRET_KEY``."""
+    decrypt = _cipher(_sealing_material()).decrypt
+    b64decode = base64.b64decode
+
+    def unseal(sealed: str, associated: str) -> str:
+        raw = b64decode(sealed)
+        return decrypt(raw[:12], raw[12:], associated.encode()).decode()
+
+    return unseal
 
 
 def mosquitto_hash(secret: str, salt: bytes | None = None) -> str:

@@ -182,7 +182,28 @@ def _meters_lock(public_ids: set[str]) -> dict[str, _MeterRow]:
     """The named meters with their grid and progress, locked for this transaction."""
     if not public_ids:
         return {}
-    rows = (
+    rows = _meters_lock_rows(public_ids)
+    meters = {}
+    for pk, public_id, active, sealed, grid_pk, slug, interval_s, *progress in rows:
+        ref = MeterRef(public_id=public_id, grid=slug, active=active, interval_s=interval_s)
+        meters[public_id] = _MeterRow(pk, grid_pk, ref, sealed, MeterProgress(*progress))
+    return meters
+
+
+def _meters_lock_rows(public_ids: set[str]) -> list[tuple]:
+    if _fast_sql():
+        # The same query as the ORM's below, written out: the ORM prepares every
+        # id of the IN list on its own, a cost per reading in a busy batch.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT m.id, m.public_id, m.active, m.secret_sealed, m.grid_id, g.slug, g.interval_s, "
+                "m.last_seq, m.last_interval_start, m.last_import_total_wh, m.last_export_total_wh "
+                "FROM meters_meter m JOIN meters_grid g ON g.id = m.grid_id "
+                "WHERE m.public_id = ANY(%s) ORDER BY m.id FOR UPDATE OF m",
+                [sorted(public_ids)],
+            )
+            return cursor.fetchall()
+    return list(
         Meter.objects.select_for_update(of=("self",))
         .filter(public_id__in=public_ids)
         .order_by("pk")
@@ -200,11 +221,6 @@ def _meters_lock(public_ids: set[str]) -> dict[str, _MeterRow]:
             "last_export_total_wh",
         )
     )
-    meters = {}
-    for pk, public_id, active, sealed, grid_pk, slug, interval_s, *progress in rows:
-        ref = MeterRef(public_id=public_id, grid=slug, active=active, interval_s=interval_s)
-        meters[public_id] = _MeterRow(pk, grid_pk, ref, sealed, MeterProgress(*progress))
-    return meters
 
 
 _secrets: dict[tuple[str, str], str] = {}
@@ -426,18 +442,17 @@ def _progress_save(decision: _Decision, verified: list[_Verified]) -> None:
             }
             Meter.objects.filter(pk=pk).update(**fields, **({"last_seen_at": seen} if seen else {}))
         return
-    from psycopg2.extras import execute_values
-
+    # One statement, one array per column: far less Python per meter than a
+    # VALUES list (execute_values formats every row on its own).
+    columns = [list(column) for column in zip(*values, strict=True)]
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        execute_values(
-            cursor.cursor,
+        cursor.cursor.execute(
             "UPDATE meters_meter AS m SET last_seq = v.seq, last_interval_start = v.start, "
             "last_import_total_wh = v.imp, last_export_total_wh = v.exp, "
             "last_seen_at = COALESCE(v.seen, m.last_seen_at) "
-            "FROM (VALUES %s) AS v(id, seq, start, imp, exp, seen) WHERE m.id = v.id",
-            values,
-            template="(%s::bigint, %s::bigint, %s::timestamptz, %s::bigint, %s::bigint, %s::timestamptz)",
-            page_size=1000,
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[], %s::bigint[], "
+            "%s::timestamptz[]) AS v(id, seq, start, imp, exp, seen) WHERE m.id = v.id",
+            columns,
         )
 
 

@@ -155,7 +155,11 @@ class DecisionState(models.TextChoices):
 class MeterDecision(models.Model):
     """Every decision sent to a meter: who or what decided, why, and when."""
 
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="decisions")
+    # Covered by one_decision_per_meter_seq (meter, seq). Referential
+    # integrity per statement, not per row (migration 0005).
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="decisions", db_index=False, db_constraint=False
+    )
     seq = models.BigIntegerField()
     state = models.CharField(max_length=10, choices=DecisionState.choices)
     reason = models.CharField(max_length=60)

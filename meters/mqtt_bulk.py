@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import socket
 import ssl
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -173,8 +175,8 @@ class _Connection:
         self.sock.close()
 
 
-def _login(connection: _Connection, endpoint: MqttEndpoint, client_id: str) -> _Limits:
-    connection.send(connect_packet(client_id, endpoint.username, endpoint.password))
+def _login(connection: _Connection, endpoint: MqttEndpoint, client_id: str, keepalive_s: int = 60) -> _Limits:
+    connection.send(connect_packet(client_id, endpoint.username, endpoint.password, keepalive_s))
     deadline = time.monotonic() + connection.timeout_s
     try:
         kind, body = next(connection.packets(deadline))
@@ -265,3 +267,136 @@ def _read_acks(connection: _Connection, in_flight: dict[int, int], confirmed: li
         elif kind == DISCONNECT:
             reason = body[0] if body else 0
             raise ConnectionError(f"the broker at {connection.where} disconnected us: reason code {reason}")
+
+
+class BulkPublisher:
+    """``mqtt_publish_bulk`` over one lasting connection, for a caller that
+    publishes batch after batch (the ingest's acks to meters): no CONNECT and
+    login per batch.
+
+    The connection opens on the first ``publish`` and again after it was lost;
+    one left idle for half the keepalive is replaced before use rather than
+    pinged (the broker drops it after 1.5 keepalives of silence). Not thread-safe:
+    one thread publishes.
+    """
+
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        *,
+        timeout_s: float = 10.0,
+        window: int = DEFAULT_WINDOW,
+        keepalive_s: int = 60,
+    ) -> None:
+        self.endpoint, self.timeout_s, self.window, self.keepalive_s = endpoint, timeout_s, window, keepalive_s
+        self._connection: _Connection | None = None
+        self._limits: _Limits | None = None
+        self._used_at = 0.0
+
+    def publish(self, messages: Sequence[tuple[str, bytes]], *, retain: bool = False) -> list[bool]:
+        """Publish each ``(topic, payload)`` with QoS 1; per message, ``True``
+        once the broker acknowledged it. What a lost connection left
+        unconfirmed is tried once more on a new connection. Raises
+        ``MqttPublishError`` when the broker cannot be reached or refuses the
+        login; ``ValueError`` for a bad topic (nothing published then)."""
+        topics = [topic.encode() for topic, _ in messages]
+        if any(not topic or b"+" in topic or b"#" in topic or b"\0" in topic for topic in topics):
+            raise ValueError("a topic to publish to is non-empty and has no wildcard or NUL")
+        payloads = [payload for _, payload in messages]
+        confirmed = self._attempt(topics, payloads, retain)
+        missing = [index for index, done in enumerate(confirmed) if not done]
+        if missing and self._connection is None:  # lost midway: once more, on a new connection
+            again = self._attempt([topics[i] for i in missing], [payloads[i] for i in missing], retain)
+            for index, done in zip(missing, again, strict=True):
+                confirmed[index] = done
+        return confirmed
+
+    def _attempt(self, topics: list[bytes], payloads: list[bytes], retain: bool) -> list[bool]:
+        connection, limits = self._connect()
+        confirmed = _publish_all(connection, limits, topics, payloads, retain, min(self.window, 65_535))
+        if not all(confirmed):
+            self.close()  # lost, silent or refusing: start afresh next time
+        else:
+            self._used_at = time.monotonic()
+        return confirmed
+
+    def _connect(self) -> tuple[_Connection, _Limits]:
+        if self._connection is not None and time.monotonic() - self._used_at > self.keepalive_s / 2:
+            self.close()
+        if self._connection is None or self._limits is None:
+            client_id = f"commonwatt-bulk-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            connection = _Connection(self.endpoint, self.timeout_s)
+            try:
+                self._limits = _login(connection, self.endpoint, client_id, self.keepalive_s)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection, self._used_at = connection, time.monotonic()
+        return self._connection, self._limits
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = self._limits = None
+
+
+class BulkSender:
+    """Publishes batches of QoS 1 messages from a thread of its own over a
+    ``BulkPublisher``, so the caller goes on while the broker confirms them.
+
+    For messages whose receiver recovers from a loss (the ingest's acks to
+    meters: a meter holds an unacked reading and sends it again): what the
+    broker did not confirm is logged, counted in ``unconfirmed`` and dropped.
+    Batches queued meanwhile go out together, in order.
+    """
+
+    def __init__(self, publisher: BulkPublisher, batches_queued: int, what: str = "messages") -> None:
+        self.publisher, self.what = publisher, what
+        self.inbox: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue(maxsize=batches_queued)
+        self.sent = self.unconfirmed = 0
+        self.thread = threading.Thread(target=self._run, name=f"bulk-sender ({what})", daemon=True)
+        self.thread.start()
+
+    def send(self, messages: list[tuple[str, bytes]]) -> None:
+        """Queue ``(topic, payload)`` messages; blocks while the sender is ``batches_queued`` behind."""
+        if messages:
+            self.inbox.put(messages)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Publish what is queued (within ``timeout_s``), then hang up."""
+        self.inbox.put(None)
+        self.thread.join(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            closing = False
+            while not closing:
+                messages = self.inbox.get()
+                if messages is None:
+                    return
+                with contextlib.suppress(queue.Empty):
+                    while len(messages) < 4 * self.publisher.window:
+                        more = self.inbox.get_nowait()
+                        if more is None:
+                            closing = True
+                            break
+                        messages = messages + more
+                self._publish(messages)
+        finally:
+            self.publisher.close()
+
+    def _publish(self, messages: list[tuple[str, bytes]]) -> None:
+        try:
+            confirmed = self.publisher.publish(messages)
+        except (MqttPublishError, OSError, ValueError) as exc:
+            confirmed = [False] * len(messages)
+            logger.warning("%s not published (%s)", self.what, exc)
+        except Exception:  # a bug here must not stop the thread the caller waits on
+            confirmed = [False] * len(messages)
+            logger.exception("publishing %s failed", self.what)
+            self.publisher.close()
+        missing = len(confirmed) - sum(confirmed)
+        self.sent += len(confirmed) - missing
+        if missing:
+            self.unconfirmed += missing
+            logger.warning("%d of %d %s unconfirmed by the broker, dropped", missing, len(messages), self.what)

@@ -255,17 +255,23 @@ class Fleet:
     # -- running -------------------------------------------------------------
 
     def run(
-        self, stop: threading.Event | None = None, *, until_s: int | None = None, tick_s: float = 0.2
+        self,
+        stop: threading.Event | None = None,
+        *,
+        until_s: int | None = None,
+        tick_s: float = 0.2,
+        drain_s: float = 30.0,
     ) -> FleetStats:
         """Step every ``tick_s`` real seconds until ``stop`` is set or the
-        simulated time reaches ``until_s`` (then wait up to 30 s for the last
-        acks); shuts the meters down cleanly and returns the final stats."""
+        simulated time reaches ``until_s`` (then wait up to ``drain_s`` real
+        seconds for the last acks); shuts the meters down cleanly and returns
+        the final stats."""
         stop = stop or threading.Event()
         try:
             while not stop.is_set():
                 self.step(until_s)
                 if until_s is not None and self.cursor >= until_s:
-                    self.drain(stop, timeout_s=30.0, tick_s=tick_s)
+                    self.drain(stop, timeout_s=drain_s, tick_s=tick_s)
                     break
                 stop.wait(tick_s)
         finally:

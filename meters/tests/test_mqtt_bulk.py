@@ -14,7 +14,7 @@ import pytest
 
 from meters.models import MeterDecision
 from meters.mqtt import MqttPublishError, memory_publisher, mqtt_url_parse, publishers_close
-from meters.mqtt_bulk import connect_packet, mqtt_publish_bulk, publish_packet, varint
+from meters.mqtt_bulk import BulkPublisher, BulkSender, connect_packet, mqtt_publish_bulk, publish_packet, varint
 from meters.protocol import signature_valid
 from meters.supply import meters_decide
 from meters.tests.factories import T0, grid_make, meter_issue
@@ -258,3 +258,87 @@ def test_a_login_refused_by_the_broker_raises():
     broker.start()
     with pytest.raises(MqttPublishError, match="refused the login: reason code 134"):
         mqtt_publish_bulk(_messages(1), broker.endpoint())
+
+
+# -- the lasting connection (the ingest's acks to meters) ----------------------------------
+
+
+@pytest.mark.services
+def test_a_bulk_publisher_keeps_one_connection_for_batch_after_batch(mosquitto):
+    prefix = f"lasting-{uuid.uuid4().hex[:8]}"
+    publisher = BulkPublisher(mqtt_url_parse(mosquitto.url))
+    try:
+        first = [(f"{prefix}/{i}", f"{i}".encode()) for i in range(500)]
+        second = [(f"{prefix}/{i}", f"{i}".encode()) for i in range(500, 1_000)]
+        assert publisher.publish(first, retain=True) == [True] * 500
+        connection = publisher._connection
+        assert publisher.publish(second, retain=True) == [True] * 500
+        assert publisher._connection is connection  # no new CONNECT for the second batch
+    finally:
+        publisher.close()
+    assert _read_back(mosquitto, f"{prefix}/+", 1_000) == dict(first + second)
+
+
+class ReconnectableBroker(ScriptedBroker):
+    """A ``ScriptedBroker`` that hangs up at ``close_at`` once, then takes a
+    second connection and acknowledges everything on it."""
+
+    def run(self) -> None:
+        super().run()
+        self.close_at = None
+        super().run()
+
+
+def test_a_bulk_publisher_sends_again_on_a_new_connection_what_a_lost_one_left_unconfirmed():
+    broker = ReconnectableBroker(receive_maximum=2, close_at=4)
+    broker.start()
+    publisher = BulkPublisher(broker.endpoint(), timeout_s=5)
+    try:
+        confirmed = publisher.publish(_messages(10))
+    finally:
+        publisher.close()
+    broker.join(5)
+    assert confirmed == [True] * 10
+    # t/4 reached the first connection unacknowledged, so it goes again: at least once, never guessed.
+    assert [topic for topic, *_ in broker.published] == [f"t/{i}" for i in (0, 1, 2, 3, 4, 4, 5, 6, 7, 8, 9)]
+
+
+def test_a_bulk_publisher_replaces_a_connection_left_idle_past_half_the_keepalive():
+    broker = ScriptedBroker()
+    broker.start()
+    publisher = BulkPublisher(broker.endpoint(), keepalive_s=60, timeout_s=0.5)
+    try:
+        assert publisher.publish(_messages(1)) == [True]
+        stale = publisher._connection
+        publisher._used_at -= 31  # as if idle for 31 s
+        with pytest.raises(MqttPublishError, match="no CONNACK"):
+            publisher.publish(_messages(1))  # a new connection: the scripted broker answers only its first
+        assert stale is not None and stale.sock.fileno() == -1  # closed, not reused
+    finally:
+        publisher.close()
+
+
+def test_a_bulk_sender_publishes_batches_in_order_from_its_thread():
+    broker = ScriptedBroker(receive_maximum=5)
+    broker.start()
+    sender = BulkSender(BulkPublisher(broker.endpoint(), timeout_s=5), batches_queued=2, what="acks")
+    messages = _messages(30)
+    for start in range(0, 30, 7):
+        sender.send(messages[start : start + 7])
+    sender.send([])  # nothing to send: not queued
+    sender.close()
+    broker.join(5)
+    assert not sender.thread.is_alive()
+    assert (sender.sent, sender.unconfirmed) == (30, 0)
+    assert [(topic, payload) for topic, payload, _ in broker.published] == messages
+    assert {retained for *_, retained in broker.published} == {False}
+
+
+def test_a_bulk_sender_counts_and_drops_what_the_broker_never_confirmed(caplog):
+    sender = BulkSender(BulkPublisher(mqtt_url_parse(f"mqtt://u:p@127.0.0.1:{free_port()}"), timeout_s=1), 2)
+    sender.send(_messages(3))
+    sender.send(_messages(2))
+    sender.close()
+    assert not sender.thread.is_alive()  # an absent broker does not stop the thread early or hang it
+    assert (sender.sent, sender.unconfirmed) == (0, 5)
+    assert "cannot reach the MQTT broker" in caplog.text

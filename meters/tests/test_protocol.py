@@ -277,3 +277,13 @@ def test_progress_after_a_report():
     report = verify(signed())
 
     assert MeterProgress.after(report) == MeterProgress(7, START, 5120, 0)
+
+
+@pytest.mark.parametrize("seq", [None, 0, 7, 2**53 - 1])
+@pytest.mark.parametrize("status", list(Status))
+@pytest.mark.parametrize("reason", [None, *Reason])
+def test_ack_payload_is_byte_for_byte_what_json_dumps_gives(seq, status, reason):
+    expected = json.dumps(
+        {"seq": seq, "status": str(status), "reason": str(reason) if reason else None}, separators=(",", ":")
+    ).encode()
+    assert ack_payload(seq, status, reason) == expected

@@ -5,15 +5,16 @@ release, and the forecast lists who runs out."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from meters.decisions import decision_publish
-from meters.decisions_bulk import decisions_publish_bulk
+from meters.decisions_bulk import decisions_publish_bulk, decisions_send_pending_bulk
 from meters.funding import meter_fund
 from meters.models import Meter, MeterDecision
-from meters.mqtt import memory_publisher
+from meters.mqtt import MqttPublishError, memory_publisher
 from meters.prepaid import (
     CONNECT,
     DISCONNECT,
@@ -389,3 +390,68 @@ def test_forecast_and_the_operators_list_of_meters_running_out():
     for bad in (0, -1, 1.5, "24"):
         with pytest.raises(SupplyError, match="within_hours"):
             meters_running_out(grid, bad, now=now)
+
+
+class _CheckingPublisher:
+    """A broker stand-in for the pipelined bulk path (no caller transaction,
+    chunks of 3): at each publish it looks from its own connection whether
+    the decisions are committed and their meters still locked; it refuses
+    the topics in ``refuse``."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[str, int, bool, bool]] = []  # (meter, seq, committed, locked)
+
+    def publish_many(self, messages, *, qos: int = 1, retain: bool = False) -> list[bool]:
+        from django.db import DatabaseError, connection, transaction
+
+        try:
+            for topic, payload in messages:
+                public_id, seq = topic.split("/")[3], json.loads(payload)["seq"]
+                committed = MeterDecision.objects.filter(meter__public_id=public_id, seq=seq).exists()
+                try:
+                    with transaction.atomic():
+                        Meter.objects.select_for_update(nowait=True).filter(public_id=public_id).exists()
+                    locked = False
+                except DatabaseError:
+                    locked = True
+                self.seen.append((public_id, seq, committed, locked))
+        finally:
+            connection.close()
+        return [topic.split("/")[3] not in self.refuse for topic, _ in messages]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pipelined_bulk_publishes_committed_decisions_under_lock_and_leaves_refused_ones_pending(memory, monkeypatch):
+    grid = grid_make("demo")
+    ids = [meter_issue(grid, f"m-{i}").meter.pk for i in range(8)]
+    broker = _CheckingPublisher(refuse={"m-4", "m-7"})
+    monkeypatch.setattr("meters.decisions_bulk.CHUNK", 3)
+    monkeypatch.setattr("meters.decisions_bulk.publisher_get", lambda: broker)
+    assert meters_decide(ids, T0) == 8
+    # Every decision went out once, after its chunk committed, its meter locked.
+    assert sorted(broker.seen) == [(f"m-{i}", 1, True, True) for i in range(8)]
+    pending = set(MeterDecision.objects.filter(published=False).values_list("meter__public_id", flat=True))
+    assert pending == {"m-4", "m-7"}
+    # The beat's retry sends just the refused ones, and marks them.
+    monkeypatch.undo()
+    assert decisions_send_pending_bulk() == 2
+    assert {m.topic.split("/")[3] for m in memory.messages} == {"m-4", "m-7"}
+    assert not MeterDecision.objects.filter(published=False).exists()
+
+    # A broker that fails outright loses nothing: all stay pending, then go out.
+    def broken(messages, **kwargs):
+        raise MqttPublishError("broker down")
+
+    monkeypatch.setattr("meters.decisions_bulk.CHUNK", 3)
+    monkeypatch.setattr(memory, "publish_many", broken)
+    assert meters_decide(ids, T0 + 2 * HOUR) == 0  # nothing new to say: the meters are already cut
+    credit_all = [Meter.objects.get(pk=pk) for pk in ids[:5]]
+    for meter in credit_all:
+        credit(meter, 50 * K, f"c-{meter.pk}")
+    assert meters_decide(ids, T0 + 2 * HOUR, funded=True) == 5
+    assert MeterDecision.objects.filter(published=False).count() == 5
+    monkeypatch.undo()
+    memory.clear()
+    assert decisions_send_pending_bulk() == 5
+    assert sorted(m.json()["seq"] for m in memory.messages) == [2] * 5

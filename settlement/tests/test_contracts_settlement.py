@@ -239,8 +239,9 @@ def test_settling_with_a_contract_conserves_every_micro_coin(db, settings, price
     assert delivery.delivered_wh == min(energy_wh, angel, carlos)
     assert before["escrow"] - after["escrow"] == delivery.amount_uk  # the buyer's side...
     run = SettlementRun.objects.get(grid=market.grid, interval_start=hours(1))
-    assert after["angel"] - before["angel"] == delivery.amount_uk + SettlementLine.objects.get(
-        run=run, meter=market.meters["angel"]
-    ).credit_uk  # ...equals the seller's contract credit, beside its pool share
+    assert (
+        after["angel"] - before["angel"]
+        == delivery.amount_uk + SettlementLine.objects.get(run=run, meter=market.meters["angel"]).credit_uk
+    )  # ...equals the seller's contract credit, beside its pool share
     assert sum(after.values()) == sum(before.values())
     assert ledger_problems() == []

@@ -15,7 +15,14 @@ Nothing is lost and nothing is counted twice:
   delivers it again, and the ingest answers ``duplicate``.
 - The network thread only enqueues. The main loop takes a batch (at most
   ``--batch-size`` messages, waiting at most ``--batch-ms`` for more), records
-  it, then acks each message and publishes each meter's ack.
+  it, then acks the batch's messages (one write of PUBACKs) and hands each
+  meter's ack to the ack sender.
+- Meters' acks (QoS 1) go out from a thread of their own on a second, lean
+  connection (``meters.mqtt_bulk.BulkPublisher``): through paho they cost
+  about as much CPU as recording the reading. They are published only after
+  the commit; one the broker did not confirm is logged and not retried further:
+  the meter still holds that reading, sends it again, and is acked
+  ``duplicate``.
 - A message received before a disconnect is never acked on the new connection:
   the broker resends it with the same packet id, and a second PUBACK for that id
   could confirm a newer message the broker gave the id to. Its redelivered copy
@@ -29,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import signal
 import sys
 import threading
@@ -49,7 +55,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from meters.ingest import InboundMessage, Outcome, readings_record
 from meters.mqtt import MqttEndpoint, mqtt_url_parse
-from meters.mqtt_readahead import ReadAheadClient
+from meters.mqtt_bulk import BulkPublisher, BulkSender
+from meters.mqtt_readahead import BatchInbox, ReadAheadClient
 from meters.protocol import READINGS_FILTER, topic_readings
 from utility import clock
 
@@ -61,6 +68,8 @@ BACKOFF_MAX_S = 30.0
 ACKS_IN_FLIGHT_MAX = 64
 ISOLATE_AFTER_FAILURES = 3  # a batch failing this often without a database error: record it message by message
 SWITCH_INTERVAL_S = 0.0005
+ACK_BATCHES_QUEUED = 8  # batches of meters' acks waiting for the ack sender; then the main loop waits
+ACK_WINDOW = 1000  # meters' acks awaiting the broker's PUBACK at once on the ack connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +109,13 @@ class IngestRunner:
         # the broker. Mosquitto 2.0.11 ignores our Receive Maximum for messages
         # it queued while we were away, and would otherwise hand a whole
         # backlog to this process's memory at once.
-        self.inbox: queue.Queue[Received] = queue.Queue(maxsize=self._receive_maximum())
+        self.inbox: BatchInbox[Received] = BatchInbox(self._receive_maximum(), room=options.batch_size)
         self.stopping = threading.Event()
         self.epoch = 0
         self.epoch_lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.client = self._client_make()
+        self.acks: BulkSender | None = None
 
     # -- network thread: enqueue only ---------------------------------------
 
@@ -122,7 +132,8 @@ class IngestRunner:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # what the shortcut below leaves to paho
+        client.on_publish_received = self._on_publish_received
         return client
 
     def _receive_maximum(self) -> int:
@@ -162,20 +173,18 @@ class IngestRunner:
             logger.warning("disconnected from the broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self._on_publish_received(bytes(msg._topic), bytes(msg.payload), msg.mid, msg.qos)
+
+    def _on_publish_received(self, topic_bytes: bytes, payload: bytes, mid: int, qos: int) -> None:
         try:
-            topic = msg.topic
+            topic = topic_bytes.decode()
         except UnicodeDecodeError:
-            topic = bytes(msg._topic).decode("utf-8", "replace")
+            topic = topic_bytes.decode("utf-8", "replace")
         # The one clock (utility.clock): the demo's accelerated time, or the wall clock.
-        received = InboundMessage(topic, bytes(msg.payload), clock.now())
-        item = Received(received, msg.mid, msg.qos, self.epoch)
-        while True:
-            try:
-                self.inbox.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self.stopping.is_set():
-                    return  # never acked: the broker delivers it again next session
+        item = Received(InboundMessage(topic, payload, clock.now()), mid, qos, self.epoch)
+        while not self.inbox.put(item, timeout=0.5):
+            if self.stopping.is_set():
+                return  # never acked: the broker delivers it again next session
 
     # -- main thread: batch, record, ack --------------------------------------
 
@@ -192,6 +201,7 @@ class IngestRunner:
             self.endpoint.host, self.endpoint.port, keepalive=30, clean_start=False, properties=properties
         )
         self.client.loop_start()
+        self.acks = BulkSender(BulkPublisher(self.endpoint, window=ACK_WINDOW), ACK_BATCHES_QUEUED, "acks to meters")
         self.started = self.logged_at = time.monotonic()
         self.logged_count = 0
         try:
@@ -200,6 +210,7 @@ class IngestRunner:
                 if batch:
                     self._batch_handle(batch)
         finally:
+            self.acks.close()
             self.client.disconnect()
             self.client.loop_stop()
             self._log_rate(final=True)
@@ -208,25 +219,7 @@ class IngestRunner:
         self.stopping.set()
 
     def _batch_take(self) -> list[Received]:
-        try:
-            batch = [self.inbox.get(timeout=0.2)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + self.options.batch_ms / 1000
-        while len(batch) < self.options.batch_size:
-            try:
-                batch.append(self.inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self.inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+        return self.inbox.take(self.options.batch_size, 0.2, self.options.batch_ms / 1000)
 
     def _batch_handle(self, batch: list[Received]) -> None:
         outcomes = self._record_retrying(batch)
@@ -286,20 +279,16 @@ class IngestRunner:
         close_old_connections()
 
     def _acknowledge(self, outcomes: list[tuple[Received, Outcome]]) -> None:
-        """After the commit: PUBACK each message on the connection it came on,
-        then publish each meter's ack (QoS 1). A message from an earlier
-        connection gets neither: the broker delivers it again, and that copy
-        (a ``duplicate``) is acked. This also keeps acks from piling up in paho
-        while disconnected (paho 2.2 resends every queued one at once on
-        reconnect, past the broker's Receive Maximum)."""
+        """After the commit: PUBACK each QoS 1 message on the connection it came
+        on (one write for the batch), then hand each meter's ack (QoS 1) to the
+        ack sender. A message from an earlier connection gets neither: the
+        broker delivers it again, and that copy (a ``duplicate``) is acked."""
         with self.epoch_lock:
             current = [(item, outcome) for item, outcome in outcomes if item.epoch == self.epoch]
-            for item, _ in current:
-                self.client.ack(item.mid, item.qos)
-        for _, outcome in current:
-            topic = outcome.ack_topic
-            if topic:
-                self.client.publish(topic, outcome.ack_payload(), qos=1)
+            self.client.ack_many([item.mid for item, _ in current if item.qos == 1])
+        acks = [(outcome.ack_topic, outcome.ack_payload()) for _, outcome in current if outcome.ack_topic]
+        assert self.acks is not None, "run() starts the ack sender"
+        self.acks.send(acks)
 
     def _log_rate(self, final: bool = False) -> None:
         now, total = time.monotonic(), self.counts.total()
@@ -314,7 +303,7 @@ class IngestRunner:
             total / max(now - self.started, 1e-9),
             window_rate,
             summary or "none",
-            self.inbox.qsize(),
+            len(self.inbox),
         )
 
 
