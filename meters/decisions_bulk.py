@@ -503,13 +503,19 @@ def _lock_due(outgoing: Sequence[_Outgoing]) -> list[_Outgoing]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # The lock first (all of them, in id order), then the claim; the result is the claim's.
+            # The claim finds its decisions by (meter, seq) before it looks at
+            # ``published`` (a materialized CTE): the statistics say nearly every
+            # decision is published, and a plain ``AND NOT d.published`` made the
+            # planner scan the unpublished ones once per outgoing decision
+            # (2.5 s for a chunk of 4,000 in bench/decisions.py).
             cursor.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM meters_meter WHERE id = ANY(%s::bigint[]) ORDER BY id "
                 "FOR UPDATE) AS locked; "
-                "UPDATE meters_meterdecision d SET published = true FROM meters_meter m, "
-                "unnest(%s::bigint[], %s::bigint[]) AS u(meter_id, seq) WHERE m.id = u.meter_id "
-                "AND m.decision_seq = u.seq AND d.meter_id = u.meter_id AND d.seq = u.seq AND NOT d.published "
-                "RETURNING d.meter_id, d.seq",
+                "WITH latest AS MATERIALIZED (SELECT d.id, d.published FROM unnest(%s::bigint[], %s::bigint[]) "
+                "AS u(meter_id, seq) JOIN meters_meter m ON m.id = u.meter_id AND m.decision_seq = u.seq "
+                "JOIN meters_meterdecision d ON d.meter_id = u.meter_id AND d.seq = u.seq) "
+                "UPDATE meters_meterdecision d SET published = true FROM latest "
+                "WHERE d.id = latest.id AND NOT latest.published RETURNING d.meter_id, d.seq",
                 [_ints(meter_ids), _ints(o.meter_id for o in outgoing), _ints(o.seq for o in outgoing)],
             )
             claimed = set(cursor.fetchall())
@@ -568,7 +574,9 @@ def _publish_many(messages: Sequence[_Outgoing]) -> list[bool]:
 def decisions_send_pending_bulk(limit: int = 100_000) -> int:
     """Publish every meter's latest decision still unpublished (a broker
     outage left it so), up to ``limit``, in chunks; returns how many the broker
-    took. Older unpublished decisions are superseded and stay unpublished."""
+    took. Older unpublished decisions are superseded and stay unpublished.
+    The beat runs it every minute: the partial index ``decision_unpublished``
+    keeps that to the few unpublished rows, however long the table grows."""
     pending = (
         MeterDecision.objects.filter(published=False, seq=F("meter__decision_seq"))
         .order_by("meter_id")

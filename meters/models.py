@@ -171,6 +171,7 @@ class MeterDecision(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["meter", "seq"], name="one_decision_per_meter_seq")]
+        indexes = [models.Index(fields=["meter"], condition=models.Q(published=False), name="decision_unpublished")]
 
     def __str__(self) -> str:
         return f"{self.meter_id} #{self.seq} {self.state} ({self.reason})"

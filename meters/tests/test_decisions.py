@@ -12,8 +12,9 @@ import pytest
 from django.db import transaction
 
 from meters.decisions import decision_publish, decisions_send_pending, price_publish
+from meters.decisions_bulk import _Outgoing, decisions_send_bulk
 from meters.models import Grid, Meter, MeterDecision
-from meters.mqtt import memory_publisher, publishers_close
+from meters.mqtt import memory_publisher, payload_encode, publishers_close
 from meters.protocol import signature_valid
 from meters.services import grid_update_rules
 from meters.tests.factories import T0, grid_make, meter_issue
@@ -223,6 +224,27 @@ def test_a_decision_the_broker_did_not_take_is_sent_later_and_only_the_latest(me
         True,
     ]
     assert decisions_send_pending() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bulk_claim_sends_only_each_meters_latest_unpublished_decision(memory, paho_to, settings):
+    grid = grid_make("demo")
+    a, b, c = (meter_issue(grid, name).meter for name in "ABC")
+    paho_to(f"mqtt://backend:x@127.0.0.1:{free_port()}")  # nobody listens there: all stay unpublished
+    for meter, state in ((a, "disconnect"), (a, "connect"), (b, "connect"), (c, "disconnect")):
+        decision_publish(meter, state, "test", now=NOW)
+    settings.MQTT_PUBLISHER = "memory"
+    MeterDecision.objects.filter(meter=c).update(published=True)  # C's went out meanwhile
+    outgoing = [
+        _Outgoing(d.meter_id, d.seq, f"grid/demo/meters/{d.meter.public_id}/decision", payload_encode(d.payload))
+        for d in MeterDecision.objects.select_related("meter").order_by("meter__public_id", "seq")
+    ]
+    assert len(outgoing) == 4
+    assert decisions_send_bulk(outgoing) == 2  # A #2 and B #1; A #1 is superseded, C's already out
+    assert sorted((m.topic.split("/")[3], m.json()["seq"]) for m in memory.messages) == [("A", 2), ("B", 1)]
+    published = MeterDecision.objects.order_by("meter__public_id", "seq").values_list("published", flat=True)
+    assert list(published) == [False, True, True, True]
+    assert decisions_send_bulk(outgoing) == 0  # claimed once only
 
 
 @pytest.mark.django_db
