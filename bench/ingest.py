@@ -6,7 +6,7 @@
 
 What it measures, in one run, on its own Mosquitto (``meters/tests/mosquitto.py``:
 generated password file and ACL, persistence on) and its own database
-(``commonwatt_bench_ingest``, dropped, created and migrated):
+(``commonwatt_bench_ingest``, or ``$BENCH_INGEST_DB``; dropped, created and migrated):
 
 1. Raw limits: plain paho → Mosquitto → paho at QoS 1 (publisher processes,
    one subscriber, no processing), and PostgreSQL COPY into a table shaped
@@ -50,10 +50,12 @@ from bench.common import (
     table_print,
 )
 
-BENCH_DB = "commonwatt_bench_ingest"
+# Its own database; BENCH_INGEST_DB names another (two engineers benchmarking at once).
+BENCH_DB = os.environ.get("BENCH_INGEST_DB", "commonwatt_bench_ingest")
 ROOT = Path(__file__).resolve().parent.parent
 INTERVAL_S = 3600
 TARGET_RATE = 10_000
+ACK_WAIT_S = 30.0  # after the last PUBACK, how long meters wait for their acks
 INGEST_CPU = "ingest_mqtt"
 BACKLOG_TARGET = (1_000_000, 120.0)  # readings, seconds
 
@@ -74,6 +76,7 @@ class PublisherJob:
     password: str = ""
     raw_messages: int = 0
     raw_topic: str = "bench/raw"
+    meter_client: str = "lean"  # bench.lean_meters, or "paho"
 
 
 def _payloads(job: PublisherJob) -> list[tuple[int, str, bytes]]:
@@ -107,12 +110,16 @@ def publisher_main(job: PublisherJob, ready, go, results) -> None:
         body = b'{"v":1,"meter":"raw","seq":1,"period_start":"2026-01-01T00:00:00Z","pad":"' + b"x" * 250 + b'"}'
         clients = [_client(job, job.username, job.password, f"raw-pub-{os.getpid()}")]
         messages = [(0, job.raw_topic, body)] * job.raw_messages
+    elif job.meter_client == "lean":
+        return _lean_publisher_main(job, ready, go, results)
     else:
         messages = _payloads(job)
         clients = [_client(job, meter, secret, meter) for _, meter, secret in job.meters]
         if job.subscribe_acks:
             for (grid, meter, _), client in zip(job.meters, clients, strict=True):
                 client.subscribe(f"grid/{grid}/meters/{meter}/ack", qos=1)
+                client.on_message = lambda *_: acks.append(1)
+    acks: list[int] = []
     while not all(client.is_connected() for client in clients):
         time.sleep(0.01)
     ready.put(os.getpid())
@@ -122,11 +129,44 @@ def publisher_main(job: PublisherJob, ready, go, results) -> None:
     for info in infos:
         info.wait_for_publish(300)
     finished = time.time()
-    time.sleep(0.5)  # let the last acks to meters arrive before hanging up
-    results.put((started, finished, sum(info.is_published() for info in infos), time.process_time() - cpu))
+    deadline = time.monotonic() + ACK_WAIT_S  # let the last acks to meters arrive before hanging up
+    while job.subscribe_acks and len(acks) < len(messages) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    published = sum(info.is_published() for info in infos)
+    results.put((started, finished, published, time.process_time() - cpu, len(acks)))
     for client in clients:
         client.disconnect()
         client.loop_stop()
+
+
+def _lean_publisher_main(job: PublisherJob, ready, go, results) -> None:
+    """``publisher_main`` with ``bench.lean_meters``: one connection per meter, its own login."""
+    from bench.lean_meters import MeterLink, links_run
+
+    per_meter: list[list[tuple[str, bytes]]] = [[] for _ in job.meters]
+    for number, topic, payload in _payloads(job):
+        per_meter[number].append((topic, payload))
+    links = [
+        MeterLink.connect(
+            job.host,
+            job.port,
+            meter,
+            secret,
+            f"grid/{grid}/meters/{meter}/ack" if job.subscribe_acks else None,
+            messages,
+        )
+        for (grid, meter, secret), messages in zip(job.meters, per_meter, strict=True)
+    ]
+    ready.put(os.getpid())
+    go.wait()
+    started, cpu = time.time(), time.process_time()
+    total = sum(len(messages) for messages in per_meter)
+    finished = links_run(links, total if job.subscribe_acks else 0, publish_timeout_s=300, acks_timeout_s=ACK_WAIT_S)
+    refused = sum(link.refused for link in links)
+    acks = sum(link.acks for link in links)
+    results.put((started, finished, total - refused, time.process_time() - cpu, acks))
+    for link in links:
+        link.close()
 
 
 def raw_subscriber_main(host: str, port: int, username: str, password: str, expected: int, ready, results) -> None:
@@ -166,8 +206,9 @@ class Fleet:
     def __init__(self) -> None:
         self.context = mp.get_context("spawn")
 
-    def run(self, jobs: list[PublisherJob], before_go=None) -> tuple[float, float, int, float]:
-        """``(first publish, last PUBACK, messages published, CPU seconds of the publishers)``."""
+    def run(self, jobs: list[PublisherJob], before_go=None) -> tuple[float, float, int, float, int]:
+        """``(first publish, last PUBACK, messages published, CPU seconds of
+        the publishers, acks the meters received)``."""
         ready, results, go = self.context.Queue(), self.context.Queue(), self.context.Event()
         processes = [self.context.Process(target=publisher_main, args=(job, ready, go, results)) for job in jobs]
         for process in processes:
@@ -185,6 +226,7 @@ class Fleet:
             max(r[1] for r in reports),
             sum(r[2] for r in reports),
             sum(r[3] for r in reports),
+            sum(r[4] for r in reports),
         )
 
 
@@ -216,7 +258,19 @@ class Ingest:
 
     def start(self, wait: bool = True) -> float:
         """Start every shard; with ``wait``, return once all subscribed. Returns the start time."""
-        env = {**os.environ, "DATABASE_URL": self.database_url, "MQTT_URL": self.broker.url, "LOG_LEVEL": "INFO"}
+        from django.conf import settings
+
+        # As in production: DEBUG off (Django keeps no query log), the same
+        # keys as this process (they unseal the meters' secrets).
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "MQTT_URL": self.broker.url,
+            "LOG_LEVEL": "INFO",
+            "DEBUG": "false",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "METER_SECRET_KEY": settings.METER_SECRET_KEY,
+        }
         offsets = [self._log(n).stat().st_size if self._log(n).exists() else 0 for n in range(self.shards)]
         started = time.time()
         for shard in range(self.shards):
@@ -342,10 +396,10 @@ def fleet_register(prefix: str, count: int, grids: list[str]) -> list[tuple[str,
     return [(item.meter.grid.slug, item.meter.public_id, item.secret) for item in issued]
 
 
-def jobs_for(broker, meters, publishers: int, first_start: datetime, first_index: int, per_meter: int, acks: bool):
+def jobs_for(broker, meters, args, first_start: datetime, per_meter: int, acks: bool) -> list[PublisherJob]:
     return [
-        PublisherJob(broker.host, broker.port, group, first_start, first_index, per_meter, acks)
-        for group in split(meters, publishers)
+        PublisherJob(broker.host, broker.port, group, first_start, 0, per_meter, acks, meter_client=args.meter_client)
+        for group in split(meters, args.publishers)
     ]
 
 
@@ -375,11 +429,12 @@ def raw_mqtt(broker, messages: int, publishers: int) -> float:
             broker.backend_username,
             broker.backend_password,
             per + (messages - per * publishers if n == 0 else 0),
+            meter_client="paho",
         )
         for n in range(publishers)
     ]
     with step(f"raw paho→mosquitto→paho QoS 1 ({messages:,})"):
-        started, _, published, _ = Fleet().run(jobs)
+        started, _, published, _, _ = Fleet().run(jobs)
         _, last, received = results.get(timeout=600)
     subscriber.join(30)
     assert published == received == messages, (published, received)
@@ -423,6 +478,7 @@ class Figures:
     backlog_drain_s: float = 0.0
     ingest_lines: tuple[str, ...] = ()
     live_cpu_s: dict[str, float] = field(default_factory=dict)
+    live_acks: int = 0
     backlog_cpu_s: dict[str, float] = field(default_factory=dict)
     grids: list[str] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -437,14 +493,17 @@ def live(broker, ingest: Ingest, args, figures: Figures) -> None:
         meters = fleet_register("live", args.meters, figures.grids)
         broker.sync_credentials()
     ingest.start()
-    jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, not args.no_meter_acks)
+    jobs = jobs_for(broker, meters, args, first_start, per_meter, not args.no_meter_acks)
     sys.stderr.write(f"live: {args.publishers} publisher processes sign {total:,} readings, then publish\n")
     base = counted("accepted")
     cpu = CpuMeter(ingest, broker)
-    started, published_at, published, publishers_cpu_s = Fleet().run(jobs, before_go=cpu.start)
+    started, published_at, published, publishers_cpu_s, acks = Fleet().run(jobs, before_go=cpu.start)
     finished = wait_accepted(base, total, f"live: {total:,} readings accepted", 900)
-    figures.live_cpu_s = {**cpu.stop(), f"{args.publishers} meter publisher processes": publishers_cpu_s}
-    assert published == total
+    publishers_name = f"{args.publishers} meter publisher processes ({args.meter_client})"
+    figures.live_cpu_s = {**cpu.stop(), publishers_name: publishers_cpu_s}
+    if published != total:
+        raise SystemExit(f"live: the broker confirmed {published:,} of {total:,} readings")
+    figures.live_acks = acks
     figures.live_readings, figures.live_s = total, finished - started
     sys.stderr.write(f"live: publishing took {published_at - started:.1f} s, last commit {finished - started:.1f} s\n")
 
@@ -457,10 +516,11 @@ def backlog(broker, ingest: Ingest, args, figures: Figures) -> None:
         meters = fleet_register("backlog", args.meters, figures.grids)
         broker.sync_credentials()
     ingest.stop()  # its persistent session stays on the broker and queues what follows
-    jobs = jobs_for(broker, meters, args.publishers, first_start, 0, per_meter, False)
+    jobs = jobs_for(broker, meters, args, first_start, per_meter, False)
     sys.stderr.write(f"backlog: ingest stopped; {args.publishers} processes sign and publish {total:,} readings\n")
-    started, published_at, published, _ = Fleet().run(jobs)
-    assert published == total
+    started, published_at, published, _, _ = Fleet().run(jobs)
+    if published != total:
+        raise SystemExit(f"backlog: the broker confirmed {published:,} of {total:,} readings")
     figures.backlog_publish_s = published_at - started
     before = counted("accepted")
     drain_started = ingest.start(wait=False)
@@ -511,8 +571,8 @@ def report(args, figures: Figures) -> str:
             fmt_rate(figures.raw_copy_per_s),
         ],
         [
-            f"live: {args.meters} meters, {args.publishers} publisher processes, {_ingests(args)}"
-            + ("" if args.no_meter_acks else ", meters get their acks"),
+            f"live: {args.meters} meters ({args.meter_client}), {args.publishers} publisher processes, "
+            f"{_ingests(args)}" + ("" if args.no_meter_acks else ", meters get their acks"),
             f"{figures.live_readings:,}",
             fmt_s(figures.live_s),
             fmt_rate(live_rate),
@@ -535,7 +595,7 @@ def report(args, figures: Figures) -> str:
         f"`python -m bench.ingest --readings {args.readings} --meters {args.meters} --publishers {args.publishers} "
         f"--backlog {args.backlog} --batch-size {args.batch_size} --batch-ms {args.batch_ms}"
         + (" --no-meter-acks" if args.no_meter_acks else "")
-        + "`",
+        + f" --meter-client {args.meter_client}`",
         "",
         f"Machine: {machine_description()}, PostgreSQL {connection.cursor().connection.server_version // 10000}, "
         f"Mosquitto 2.0 (persistence on), everything on the same machine. {datetime.now(UTC):%Y-%m-%d}.",
@@ -544,6 +604,11 @@ def report(args, figures: Figures) -> str:
         f"- End to end: {fmt_rate(live_rate)} accepted readings/s (target {TARGET_RATE:,}/s): "
         + ("met." if live_rate >= TARGET_RATE else "NOT met."),
     ]
+    if not args.no_meter_acks:
+        lines.append(
+            f"- Acks: the meters received {figures.live_acks:,} acks for {figures.live_readings:,} readings "
+            f"(waiting up to {ACK_WAIT_S:.0f} s after the last PUBACK)."
+        )
     if figures.backlog_readings:
         extrapolated = BACKLOG_TARGET[0] / drain_rate
         label = "measured" if figures.backlog_readings >= BACKLOG_TARGET[0] else "extrapolated linearly from this drain"
@@ -604,6 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-ms", type=int, default=50)
     parser.add_argument("--raw-messages", type=int, default=100_000)
     parser.add_argument("--no-meter-acks", action="store_true", help="meters do not subscribe to their acks")
+    parser.add_argument(
+        "--meter-client",
+        choices=("lean", "paho"),
+        default="lean",
+        help="how simulated meters speak MQTT: bench.lean_meters (default) or paho-mqtt",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS-ingest.md")
     parser.add_argument("--append", action="store_true", help="add this run to --results instead of replacing it")
     args = parser.parse_args(argv)
