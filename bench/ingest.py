@@ -2,7 +2,8 @@
 
     python -m bench.ingest [--readings 100000] [--meters 200] [--publishers 4]
                            [--backlog 200000] [--batch-size 1000] [--batch-ms 50]
-                           [--raw-messages 100000] [--no-meter-acks] [--results bench/RESULTS-ingest.md]
+                           [--raw-messages 100000] [--no-meter-acks] [--meter-client lean|paho]
+                           [--shards 1] [--results bench/RESULTS-ingest.md] [--append]
 
 What it measures, in one run, on its own Mosquitto (``meters/tests/mosquitto.py``:
 generated password file and ACL, persistence on) and its own database
@@ -15,7 +16,10 @@ generated password file and ACL, persistence on) and its own database
    ``--publishers`` processes, each meter with its own broker login, publish
    ``--readings`` signed readings (QoS 1; every meter also subscribes to its ack
    topic unless ``--no-meter-acks``). Accepted readings per second from the
-   first publish to the commit of the last reading.
+   first publish to the commit of the last reading. The simulated meters are
+   ``bench/lean_meters.py`` (MQTT 5 spoken directly: they share the two cores
+   with the backend, and paho would cost them five times the CPU), or paho
+   with ``--meter-client paho``.
 3. Backlog: the ingest stopped (its persistent session stays), ``--backlog``
    readings are published and queued by the broker; then the ingest starts and
    the drain is timed from starting the process to the last commit.
