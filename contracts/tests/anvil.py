@@ -69,14 +69,26 @@ class AnvilProcess:
         self.stop()
         raise RuntimeError(f"anvil did not answer on {self.url} within {START_TIMEOUT_S} s")
 
-    def block_number(self) -> int | None:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).encode()
+    def _call(self, method: str, params: list) -> object:
+        """One JSON-RPC call's result; raises ``OSError`` when the node does not answer."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
         request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return json.loads(response.read())["result"]
+
+    def block_number(self) -> int | None:
         try:
-            with urllib.request.urlopen(request, timeout=1) as response:
-                return int(json.loads(response.read())["result"], 16)
+            return int(self._call("eth_blockNumber", []), 16)
         except OSError:
             return None
+
+    def wait_receipt(self, tx_hash: str, timeout_s: float = 10.0) -> None:
+        """Wait until the node has mined ``tx_hash`` into a block it knows."""
+        deadline = time.monotonic() + timeout_s
+        while self._call("eth_getTransactionReceipt", [tx_hash]) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"anvil did not mine {tx_hash} within {timeout_s} s")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """SIGTERM by pid (anvil writes its state on the way out), then wait."""
