@@ -110,6 +110,9 @@ def _client(job: PublisherJob, username: str, password: str, client_id: str):
 def publisher_main(job: PublisherJob, ready, go, results) -> None:
     """Connect the job's meters, sign their payloads, wait for ``go``, publish
     everything at QoS 1 and report ``(first publish, last PUBACK)`` wall times."""
+    from meters.protocol import topic_ack
+
+    acks: list[int] = []  # the paho meters' acks received
     if job.raw_messages:
         body = b'{"v":1,"meter":"raw","seq":1,"period_start":"2026-01-01T00:00:00Z","pad":"' + b"x" * 250 + b'"}'
         clients = [_client(job, job.username, job.password, f"raw-pub-{os.getpid()}")]
@@ -121,9 +124,8 @@ def publisher_main(job: PublisherJob, ready, go, results) -> None:
         clients = [_client(job, meter, secret, meter) for _, meter, secret in job.meters]
         if job.subscribe_acks:
             for (grid, meter, _), client in zip(job.meters, clients, strict=True):
-                client.subscribe(f"grid/{grid}/meters/{meter}/ack", qos=1)
                 client.on_message = lambda *_: acks.append(1)
-    acks: list[int] = []
+                client.subscribe(topic_ack(grid, meter), qos=1)
     while not all(client.is_connected() for client in clients):
         time.sleep(0.01)
     ready.put(os.getpid())
@@ -146,6 +148,7 @@ def publisher_main(job: PublisherJob, ready, go, results) -> None:
 def _lean_publisher_main(job: PublisherJob, ready, go, results) -> None:
     """``publisher_main`` with ``bench.lean_meters``: one connection per meter, its own login."""
     from bench.lean_meters import MeterLink, links_run
+    from meters.protocol import topic_ack
 
     per_meter: list[list[tuple[str, bytes]]] = [[] for _ in job.meters]
     for number, topic, payload in _payloads(job):
@@ -156,7 +159,7 @@ def _lean_publisher_main(job: PublisherJob, ready, go, results) -> None:
             job.port,
             meter,
             secret,
-            f"grid/{grid}/meters/{meter}/ack" if job.subscribe_acks else None,
+            topic_ack(grid, meter) if job.subscribe_acks else None,
             messages,
         )
         for (grid, meter, secret), messages in zip(job.meters, per_meter, strict=True)

@@ -22,62 +22,19 @@ from __future__ import annotations
 
 import selectors
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 
-from meters.mqtt_bulk import _string, connect_packet, publish_packet, varint
+from meters.mqtt import MqttEndpoint, MqttPublishError
+from meters.mqtt_bulk import broker_connect, packet_split, publish_packet, subscribe_packet, varint_read
 
 WINDOW = 100
 READ_BYTES = 262_144
-PUBACK, PUBLISH, PINGRESP, DISCONNECT, CONNACK, SUBACK = 4, 3, 13, 14, 2, 9
+PUBACK, PUBLISH, DISCONNECT, SUBACK = 4, 3, 14, 9
 
 
 class MeterLinkError(ConnectionError):
     """The broker refused or dropped a simulated meter."""
-
-
-def subscribe_packet(packet_id: int, topic: str) -> bytes:
-    """SUBSCRIBE to one topic filter at QoS 1, no properties."""
-    variable = struct.pack("!HB", packet_id, 0)
-    payload = _string(topic) + b"\x01"
-    return b"\x82" + varint(len(variable) + len(payload)) + variable + payload
-
-
-def varint_read(buffer: bytearray | bytes, at: int) -> tuple[int, int] | None:
-    """MQTT's Variable Byte Integer at ``at``: ``(value, position after it)``,
-    or None while it is not all in ``buffer`` yet."""
-    value, shift = 0, 0
-    while at < len(buffer) and shift <= 21:
-        byte = buffer[at]
-        value |= (byte & 0x7F) << shift
-        at += 1
-        shift += 7
-        if not byte & 0x80:
-            return value, at
-    return None
-
-
-def packet_split(buffer: bytearray | bytes, at: int) -> tuple[int, int, int] | None:
-    """``(first byte, body start, body end)`` of the packet at ``at``, or None
-    while it is not all in ``buffer`` yet."""
-    length = varint_read(buffer, at + 1)
-    if length is None or length[1] + length[0] > len(buffer):
-        return None
-    return buffer[at], length[1], length[1] + length[0]
-
-
-def _read_packet(sock: socket.socket) -> tuple[int, bytes]:
-    """One whole packet from a blocking socket (during the handshake only)."""
-    data = bytearray()
-    while True:
-        parts = packet_split(data, 0) if data else None
-        if parts is not None:
-            return parts[0], bytes(data[parts[1] : parts[2]])
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise MeterLinkError("the broker closed the connection during the handshake")
-        data += chunk
 
 
 @dataclass
@@ -100,24 +57,25 @@ class MeterLink:
     def connect(
         cls, host: str, port: int, meter: str, secret: str, ack_topic: str | None, messages: list[tuple[str, bytes]]
     ) -> MeterLink:
-        sock = socket.create_connection((host, port), timeout=30)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(connect_packet(meter, meter, secret, keepalive_s=0))
-        kind, body = _read_packet(sock)
-        if kind >> 4 != CONNACK or len(body) < 2 or body[1] != 0:
-            raise MeterLinkError(f"{meter}: CONNACK refused ({body[1:2].hex() or 'none'})")
+        try:
+            connection, _ = broker_connect(
+                MqttEndpoint(host, port, meter, secret, False), meter, timeout_s=30, keepalive_s=0
+            )
+        except MqttPublishError as exc:
+            raise MeterLinkError(f"{meter}: CONNACK refused ({exc})") from exc
         if ack_topic:
-            sock.sendall(subscribe_packet(1, ack_topic))
-            kind, body = _read_packet(sock)
+            connection.send(subscribe_packet(1, ack_topic))
+            kind, body = next(connection.packets(time.monotonic() + connection.timeout_s))
             granted = body[-1] if body else 0x80
-            if kind >> 4 != SUBACK or granted != 1:
+            if kind != SUBACK or granted != 1:
+                connection.close()
                 raise MeterLinkError(f"{meter}: SUBACK refused QoS 1 on {ack_topic} ({granted:#x})")
-        sock.setblocking(False)
+        connection.sock.setblocking(False)
         packets = [
             publish_packet(topic.encode(), payload, number % 65_535 + 1, False)
             for number, (topic, payload) in enumerate(messages)
         ]
-        return cls(meter, sock, packets)
+        return cls(meter, connection.sock, packets, rx=bytearray(connection.buffer))
 
     def fill(self) -> None:
         """Queue readings until ``WINDOW`` await their PUBACK."""

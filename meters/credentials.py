@@ -46,8 +46,7 @@ def secret_seal(secret: str, associated: str) -> str:
 
 
 def secret_unseal(sealed: str, associated: str) -> str:
-    raw = base64.b64decode(sealed)
-    return _cipher(_sealing_material()).decrypt(raw[:12], raw[12:], associated.encode()).decode()
+    return secret_unsealer()(sealed, associated)
 
 
 def secret_unsealer() -> Callable[[str, str], str]:

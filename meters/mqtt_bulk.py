@@ -57,6 +57,29 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+def varint_read(buffer: bytes | bytearray, at: int) -> tuple[int, int] | None:
+    """The Variable Byte Integer at ``at``: ``(value, position after it)``, or
+    None while it is not all in ``buffer`` (or is longer than four bytes)."""
+    value, shift = 0, 0
+    while at < len(buffer) and shift <= 21:
+        byte = buffer[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+    return None
+
+
+def packet_split(buffer: bytes | bytearray, at: int) -> tuple[int, int, int] | None:
+    """``(first byte, body start, body end)`` of the packet at ``at``, or None
+    while it is not all in ``buffer`` yet."""
+    length = varint_read(buffer, at + 1)
+    if length is None or length[1] + length[0] > len(buffer):
+        return None
+    return buffer[at], length[1], length[1] + length[0]
+
+
 def _string(text: str) -> bytes:
     data = text.encode()
     return struct.pack("!H", len(data)) + data
@@ -74,6 +97,13 @@ def publish_packet(topic: bytes, payload: bytes, packet_id: int, retain: bool) -
     """PUBLISH with QoS 1 and no properties."""
     variable = struct.pack("!H", len(topic)) + topic + struct.pack("!HB", packet_id, 0)
     return bytes([0x32 | int(retain)]) + varint(len(variable) + len(payload)) + variable + payload
+
+
+def subscribe_packet(packet_id: int, topic: str) -> bytes:
+    """SUBSCRIBE to one topic filter at QoS 1, no properties."""
+    variable = struct.pack("!HB", packet_id, 0)
+    payload = _string(topic) + b"\x01"
+    return b"\x82" + varint(len(variable) + len(payload)) + variable + payload
 
 
 class _Limits:
@@ -151,22 +181,10 @@ class _Connection:
 
     def _parse(self) -> Iterator[tuple[int, bytes]]:
         buffer, at = self.buffer, 0
-        while len(buffer) - at >= 2:
-            length, multiplier, index = 0, 1, at + 1
-            while True:
-                if index >= len(buffer):
-                    self.buffer = buffer[at:]
-                    return
-                byte = buffer[index]
-                length += (byte & 0x7F) * multiplier
-                multiplier *= 128
-                index += 1
-                if not byte & 0x80:
-                    break
-            if len(buffer) - index < length:
-                break
-            yield buffer[at] >> 4, buffer[index : index + length]
-            at = index + length
+        while (parts := packet_split(buffer, at)) is not None:
+            first, start, end = parts
+            yield first >> 4, buffer[start:end]
+            at = end
         self.buffer = buffer[at:]
 
     def close(self) -> None:
@@ -186,18 +204,33 @@ def _login(connection: _Connection, endpoint: MqttEndpoint, client_id: str, keep
         raise MqttPublishError(f"the broker at {connection.where} answered CONNECT with packet type {kind}")
     if body[1] != 0:
         raise MqttPublishError(f"the broker at {connection.where} refused the login: reason code {body[1]}")
-    length, index, multiplier = 0, 2, 1
-    while index < len(body):
-        byte = body[index]
-        length += (byte & 0x7F) * multiplier
-        multiplier *= 128
-        index += 1
-        if not byte & 0x80:
-            break
+    length, index = varint_read(body, 2) or (0, len(body))
     limits = _Limits(body[index : index + length])
     if limits.maximum_qos < 1 or not limits.retain_available:
         raise MqttPublishError(f"the broker at {connection.where} takes no QoS 1 or no retained messages")
     return limits
+
+
+def broker_connect(
+    endpoint: MqttEndpoint, client_id: str = "", *, timeout_s: float = 10.0, keepalive_s: int = 60
+) -> tuple[_Connection, _Limits]:
+    """A new connection to the broker, logged in (a fresh client id unless
+    ``client_id``). Raises ``MqttPublishError`` when the broker cannot be
+    reached or refuses the login; nothing stays open then."""
+    client_id = client_id or f"commonwatt-bulk-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    connection = _Connection(endpoint, timeout_s)
+    try:
+        return connection, _login(connection, endpoint, client_id, keepalive_s)
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _topics(messages: Sequence[tuple[str, bytes]]) -> list[bytes]:
+    topics = [topic.encode() for topic, _ in messages]
+    if any(not topic or b"+" in topic or b"#" in topic or b"\0" in topic for topic in topics):
+        raise ValueError("a topic to publish to is non-empty and has no wildcard or NUL")
+    return topics
 
 
 def mqtt_publish_bulk(
@@ -217,13 +250,9 @@ def mqtt_publish_bulk(
     Raises ``MqttPublishError`` when the broker cannot be reached or refuses
     the login (nothing was published then); ``ValueError`` for a bad topic.
     """
-    topics = [topic.encode() for topic, _ in messages]
-    if any(not topic or b"+" in topic or b"#" in topic or b"\0" in topic for topic in topics):
-        raise ValueError("a topic to publish to is non-empty and has no wildcard or NUL")
-    client_id = f"commonwatt-bulk-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    connection = _Connection(endpoint, timeout_s)
+    topics = _topics(messages)
+    connection, limits = broker_connect(endpoint, timeout_s=timeout_s)
     try:
-        limits = _login(connection, endpoint, client_id)
         return _publish_all(connection, limits, topics, [p for _, p in messages], retain, min(window, 65_535))
     finally:
         connection.close()
@@ -299,9 +328,7 @@ class BulkPublisher:
         unconfirmed is tried once more on a new connection. Raises
         ``MqttPublishError`` when the broker cannot be reached or refuses the
         login; ``ValueError`` for a bad topic (nothing published then)."""
-        topics = [topic.encode() for topic, _ in messages]
-        if any(not topic or b"+" in topic or b"#" in topic or b"\0" in topic for topic in topics):
-            raise ValueError("a topic to publish to is non-empty and has no wildcard or NUL")
+        topics = _topics(messages)
         payloads = [payload for _, payload in messages]
         confirmed = self._attempt(topics, payloads, retain)
         missing = [index for index, done in enumerate(confirmed) if not done]
@@ -324,14 +351,10 @@ class BulkPublisher:
         if self._connection is not None and time.monotonic() - self._used_at > self.keepalive_s / 2:
             self.close()
         if self._connection is None or self._limits is None:
-            client_id = f"commonwatt-bulk-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            connection = _Connection(self.endpoint, self.timeout_s)
-            try:
-                self._limits = _login(connection, self.endpoint, client_id, self.keepalive_s)
-            except BaseException:
-                connection.close()
-                raise
-            self._connection, self._used_at = connection, time.monotonic()
+            self._connection, self._limits = broker_connect(
+                self.endpoint, timeout_s=self.timeout_s, keepalive_s=self.keepalive_s
+            )
+            self._used_at = time.monotonic()
         return self._connection, self._limits
 
     def close(self) -> None:

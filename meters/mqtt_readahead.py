@@ -38,6 +38,8 @@ from typing import Any, Generic, TypeVar
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTTErrorCode
 
+from .mqtt_bulk import varint_read
+
 READ_AHEAD_BYTES = 65_536
 # Packets read per wake-up of paho's loop before it sends what is queued (our
 # PUBACKs) and checks the keepalive.
@@ -101,16 +103,10 @@ def publish_split(command: int, packet: bytes) -> tuple[bytes, int, bytes] | Non
     if end + 3 > len(packet):
         return None
     mid = (packet[end] << 8) | packet[end + 1]
-    at, shift, length = end + 2, 0, 0
-    while True:  # the properties' length, a variable byte integer
-        if at >= len(packet) or shift > 21:
-            return None
-        byte = packet[at]
-        length |= (byte & 0x7F) << shift
-        at += 1
-        shift += 7
-        if not byte & 0x80:
-            break
+    properties = varint_read(packet, end + 2)  # their length
+    if properties is None:
+        return None
+    length, at = properties
     if at + length > len(packet) or mid == 0:
         return None
     return bytes(packet[2:end]), mid, bytes(packet[at + length :])

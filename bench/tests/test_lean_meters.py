@@ -10,20 +10,9 @@ import uuid
 
 import pytest
 
-from bench.lean_meters import MeterLink, MeterLinkError, links_run, packet_split, subscribe_packet, varint_read
-from meters.mqtt_bulk import varint
+from bench.lean_meters import MeterLink, MeterLinkError, links_run
 from meters.tests.factories import grid_make, meter_issue
 from meters.tests.mosquitto import MqttProbe
-
-
-def test_packets_are_split_only_when_whole():
-    packet = b"\x30" + varint(200) + b"x" * 200
-    assert varint_read(packet, 1) == (200, 3)
-    assert packet_split(packet, 0) == (0x30, 3, 203)
-    assert packet_split(packet[:150], 0) is None  # body not all there
-    assert packet_split(packet[:2], 0) is None  # length not all there
-    assert varint_read(b"\xff\xff\xff\xff\x01", 0) is None  # longer than four bytes
-    assert subscribe_packet(1, "a/b") == b"\x82\x09\x00\x01\x00\x00\x03a/b\x01"
 
 
 @pytest.mark.django_db(transaction=True)

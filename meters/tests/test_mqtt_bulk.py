@@ -14,7 +14,17 @@ import pytest
 
 from meters.models import MeterDecision
 from meters.mqtt import MqttPublishError, memory_publisher, mqtt_url_parse, publishers_close
-from meters.mqtt_bulk import BulkPublisher, BulkSender, connect_packet, mqtt_publish_bulk, publish_packet, varint
+from meters.mqtt_bulk import (
+    BulkPublisher,
+    BulkSender,
+    connect_packet,
+    mqtt_publish_bulk,
+    packet_split,
+    publish_packet,
+    subscribe_packet,
+    varint,
+    varint_read,
+)
 from meters.protocol import signature_valid
 from meters.supply import meters_decide
 from meters.tests.factories import T0, grid_make, meter_issue
@@ -342,3 +352,13 @@ def test_a_bulk_sender_counts_and_drops_what_the_broker_never_confirmed(caplog):
     assert not sender.thread.is_alive()  # an absent broker does not stop the thread early or hang it
     assert (sender.sent, sender.unconfirmed) == (0, 5)
     assert "cannot reach the MQTT broker" in caplog.text
+
+
+def test_packets_are_split_only_when_whole():
+    packet = b"\x30" + varint(200) + b"x" * 200
+    assert varint_read(packet, 1) == (200, 3)
+    assert packet_split(packet, 0) == (0x30, 3, 203)
+    assert packet_split(packet[:150], 0) is None  # body not all there
+    assert packet_split(packet[:2], 0) is None  # length not all there
+    assert varint_read(b"\xff\xff\xff\xff\x01", 0) is None  # longer than four bytes
+    assert subscribe_packet(1, "a/b") == b"\x82\x09\x00\x01\x00\x00\x03a/b\x01"
